@@ -1,0 +1,32 @@
+# The two commands of the README: `make repro` (the whole experiment) and `make test`.
+PY      ?= python3
+VENV    := .venv
+BIN     := $(VENV)/bin
+STAMP   := $(VENV)/.setup-stamp
+export PATH := $(CURDIR)/$(BIN):$(PATH)
+export PYTHONHASHSEED := 0
+
+.PHONY: setup repro test test-fast lab clean-results
+
+setup: $(STAMP)
+
+# Re-installs only when pyproject.toml changes; a second `make setup` takes a second.
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+repro: setup
+	$(BIN)/dvc repro
+
+test: setup
+	$(BIN)/python -m pytest -q
+
+test-fast: setup
+	$(BIN)/python -m pytest -q -m "not slow"
+
+lab: setup
+	$(BIN)/jupyter lab --notebook-dir=$(CURDIR)
+
+clean-results:
+	rm -rf results data/frames

@@ -1,0 +1,287 @@
+"""Typed view of ``params.yaml``.
+
+Every section of ``params.yaml`` is a dataclass below. Loading is strict: an unknown key, a missing
+key or a value of the wrong type raises :class:`ConfigError` naming the file and the key, so a typo
+in ``dvc exp run -S trian.lr=...`` or in a papermill ``-p`` never runs silently with a default.
+"""
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+DATASETS = ("synthetic", "casme2", "samm")
+PROTOCOLS = ("casme2-5class", "casme2-7class", "megc2019-3class")
+SPOTTERS = ("middle", "frame_diff", "lbp", "optical_flow", "frequency")
+BACKBONES = ("seresnext50_32x4d", "resnext50_32x4d", "resnet50", "seresnet50")
+LOSSES = ("focal", "ce", "weighted_ce")
+
+
+class ConfigError(ValueError):
+    """A params file (or a papermill parameter) that does not match the schema."""
+
+
+@dataclass
+class DataConfig:
+    dataset: str = "synthetic"
+    root: str = "data/synthetic"
+    sheet: str = ""
+    protocol: str = "casme2-5class"
+    strict: bool = True
+    synthetic_seed: int = 0
+    synthetic_size: int = 128
+    synthetic_amplitude: float = 5.0
+
+    def check(self, where: str) -> None:
+        _choice(where, "dataset", self.dataset, DATASETS)
+        _choice(where, "protocol", self.protocol, PROTOCOLS)
+        _positive(where, "synthetic_size", self.synthetic_size)
+
+
+@dataclass
+class ApexConfig:
+    methods: str = "middle,frame_diff,lbp,optical_flow"
+    smooth: int = 5
+    fps: float = 200.0
+    image_size: int = 64
+    face_margin: float = 0.2
+    random_seed: int = 0
+    workers: int = 2
+
+    @property
+    def method_list(self) -> list[str]:
+        return split_list(self.methods)
+
+    def check(self, where: str) -> None:
+        for m in self.method_list:
+            _choice(where, "methods", m, SPOTTERS)
+        _positive(where, "fps", self.fps)
+        _positive(where, "image_size", self.image_size)
+
+
+@dataclass
+class TrainConfig:
+    image_size: int = 64
+    epochs: int = 10
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    optimizer: str = "adamw"
+    schedule: str = "onecycle"
+    seed: int = 0
+    n_seeds: int = 1
+    focal_gamma: float = 2.0
+    focal_alpha: str = "none"
+    pretrained: str = ""
+    augment: str = "flip,affine,color"
+    precision: str = "auto"
+    folds: str = "all"
+    max_folds: int = 0
+
+    @property
+    def seeds(self) -> list[int]:
+        return list(range(self.seed, self.seed + self.n_seeds))
+
+    @property
+    def augment_list(self) -> list[str]:
+        return split_list(self.augment)
+
+    def check(self, where: str) -> None:
+        _choice(where, "optimizer", self.optimizer, ("adamw", "sgd"))
+        _choice(where, "schedule", self.schedule, ("cosine", "onecycle"))
+        _choice(where, "precision", self.precision, ("auto", "fp32", "bf16"))
+        for a in self.augment_list:
+            _choice(where, "augment", a, ("flip", "affine", "color"))
+        for k in ("image_size", "epochs", "batch_size", "lr", "n_seeds"):
+            _positive(where, k, getattr(self, k))
+        parse_folds(self.folds, where=f"{where}: key 'folds'")
+
+
+@dataclass
+class ExperimentConfig:
+    frames: str
+    backbone: str
+    loss: str
+
+    def check(self, where: str) -> None:
+        check_strategy(self.frames, where=f"{where}: key 'frames'")
+        _choice(where, "backbone", self.backbone, BACKBONES)
+        _choice(where, "loss", self.loss, LOSSES)
+
+
+@dataclass
+class EvaluateConfig:
+    bootstrap: int = 1000
+    ci: float = 0.95
+
+    def check(self, where: str) -> None:
+        if not 0 < self.ci < 1:
+            raise ConfigError(f"{where}: key 'ci' must be in (0, 1), got {self.ci!r}")
+
+
+@dataclass
+class Table4Config:
+    reference: str = "apex_annotated"
+    gradcam_per_class: int = 3
+
+    def check(self, where: str) -> None:
+        pass
+
+
+@dataclass
+class Params:
+    data: DataConfig = field(default_factory=DataConfig)
+    apex: ApexConfig = field(default_factory=ApexConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    experiments: dict[str, ExperimentConfig] = field(default_factory=dict)
+    evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
+    table4: Table4Config = field(default_factory=Table4Config)
+
+    @property
+    def frame_strategies(self) -> list[str]:
+        """Every frame strategy some experiment uses, in first-use order."""
+        return list(dict.fromkeys(e.frames for e in self.experiments.values()))
+
+
+SECTIONS = {
+    "data": DataConfig,
+    "apex": ApexConfig,
+    "train": TrainConfig,
+    "evaluate": EvaluateConfig,
+    "table4": Table4Config,
+}
+
+
+def split_list(text: str) -> list[str]:
+    """``"a, b,c"`` -> ``["a", "b", "c"]``; ``""`` or ``"none"`` -> ``[]``."""
+    if text is None or str(text).strip().lower() in ("", "none"):
+        return []
+    return [t.strip() for t in str(text).split(",") if t.strip()]
+
+
+def parse_folds(spec: str, where: str = "folds") -> tuple[int, int]:
+    """``"all"`` -> (0, 1); ``"i/n"`` -> (i, n): every n-th fold starting at i."""
+    spec = str(spec).strip()
+    if spec == "all":
+        return 0, 1
+    try:
+        i, n = (int(x) for x in spec.split("/"))
+    except ValueError:
+        raise ConfigError(f"{where}: expected 'all' or 'i/n' (e.g. '0/4'), got {spec!r}") from None
+    if n < 1 or not 0 <= i < n:
+        raise ConfigError(f"{where}: expected 0 <= i < n in 'i/n', got {spec!r}")
+    return i, n
+
+
+def check_strategy(name: str, where: str = "frames") -> None:
+    """Validate a frame strategy: onset, middle, random, annotated or spotted:<method|best>."""
+    plain = ("onset", "middle", "random", "annotated")
+    if name in plain:
+        return
+    if name.startswith("spotted:") and name.split(":", 1)[1] in SPOTTERS + ("best",):
+        return
+    valid = ", ".join(plain + tuple(f"spotted:{m}" for m in SPOTTERS + ("best",)))
+    raise ConfigError(f"{where}: unknown frame strategy {name!r}; valid: {valid}")
+
+
+def _choice(where: str, key: str, value, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"{where}: key {key!r} is {value!r}; expected one of {', '.join(choices)}")
+
+
+def _positive(where: str, key: str, value) -> None:
+    if not value > 0:
+        raise ConfigError(f"{where}: key {key!r} must be > 0, got {value!r}")
+
+
+def _coerce(where: str, key: str, value, typ):
+    """Check ``value`` against the annotation ``typ``; ints are accepted for floats."""
+    if isinstance(typ, str):
+        typ = {"str": str, "int": int, "float": float, "bool": bool}[typ]
+    if typ is float and isinstance(value, int) and not isinstance(value, bool):
+        return float(value)
+    if typ is int and isinstance(value, bool):
+        raise ConfigError(f"{where}: key {key!r} must be int, got bool {value!r}")
+    if typ is str and value is None:
+        return ""
+    if not isinstance(value, typ):
+        raise ConfigError(
+            f"{where}: key {key!r} must be {typ.__name__}, got {type(value).__name__} {value!r}")
+    return value
+
+
+def build(cls, values: dict, where: str):
+    """Build dataclass ``cls`` from ``values``, strictly (no unknown, no missing keys)."""
+    if not isinstance(values, dict):
+        raise ConfigError(f"{where}: expected a mapping, got {type(values).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - set(fields))
+    if unknown:
+        raise ConfigError(f"{where}: unknown key(s) {', '.join(map(repr, unknown))}; "
+                          f"valid keys: {', '.join(fields)}")
+    missing = [k for k in fields if k not in values]
+    if missing:
+        raise ConfigError(f"{where}: missing key(s) {', '.join(map(repr, missing))}")
+    hints = typing.get_type_hints(cls)
+    obj = cls(**{k: _coerce(where, k, v, hints[k]) for k, v in values.items()})
+    obj.check(where)
+    return obj
+
+
+def load(path: str | Path = "params.yaml") -> Params:
+    """Load and validate a params file.
+
+    Args:
+        path: the YAML file (``params.yaml`` by default).
+
+    Returns:
+        A :class:`Params` with one typed dataclass per section.
+
+    Raises:
+        ConfigError: unknown, missing or mistyped key; the message names the file and the key.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as e:
+        raise ConfigError(f"{path}: not valid YAML: {e}") from None
+    return from_dict(raw, str(path))
+
+
+def from_dict(raw: dict, source: str = "params") -> Params:
+    """Validate an already-parsed params mapping (see :func:`load`)."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: expected a mapping at the top level")
+    expected = set(SECTIONS) | {"experiments"}
+    unknown = sorted(set(raw) - expected)
+    if unknown:
+        raise ConfigError(f"{source}: unknown section(s) {', '.join(map(repr, unknown))}; "
+                          f"valid: {', '.join(sorted(expected))}")
+    missing = sorted(expected - set(raw))
+    if missing:
+        raise ConfigError(f"{source}: missing section(s) {', '.join(map(repr, missing))}")
+    sections = {name: build(cls, raw[name], f"{source}: {name}") for name, cls in SECTIONS.items()}
+    exps = raw["experiments"]
+    if not isinstance(exps, dict) or not exps:
+        raise ConfigError(f"{source}: experiments: expected a non-empty mapping name -> "
+                          "{frames, backbone, loss}")
+    experiments = {str(name): build(ExperimentConfig, spec, f"{source}: experiments.{name}")
+                   for name, spec in exps.items()}
+    return Params(experiments=experiments, **sections)
+
+
+def section(cls, where: str = "papermill parameters", **values):
+    """Build one section from papermill parameters (same strict checks as :func:`load`)."""
+    return build(cls, values, where)
+
+
+__all__ = [
+    "ConfigError", "DataConfig", "ApexConfig", "TrainConfig", "ExperimentConfig",
+    "EvaluateConfig", "Table4Config", "Params", "load", "from_dict", "section", "split_list",
+    "parse_folds", "check_strategy",
+]
