@@ -163,5 +163,5 @@ def test_entry_points_and_ci():
 
 def test_generated_folders_are_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
-    for folder in ("/data/", "/results/", ".venv/"):
+    for folder in ("/data/", "/results/", ".venv/", "/reports/notebooks/*"):
         assert folder in ignored
