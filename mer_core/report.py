@@ -1,0 +1,745 @@
+"""Table 4, its ablations and the README results section, assembled from ``reports/metrics.json``.
+
+Table 4 of the paper compares frame strategies for SE-ResNeXt-50 + Focal Loss. Its numbers are
+not public, so every table here is regenerated from this project's own predictions; a header
+block says which dataset (synthetic or real) and which settings produced them.
+
+Tables (only rows whose experiments exist in ``metrics.json``):
+
+* ``table4``: frame strategy (onset, middle, random, spotted apex, annotated apex) with
+  ``seresnext50_32x4d`` + ``focal``;
+* ``backbone``: ResNet-50, ResNeXt-50, SE-ResNet-50, SE-ResNeXt-50 on annotated apex + focal;
+* ``loss``: cross-entropy, class-weighted CE, focal on annotated apex + SE-ResNeXt-50;
+
+each with a majority-class reference row and McNemar's exact test against the reference
+experiment (``params.yaml: table4.reference``).
+
+CLI: ``python -m mer_core.report readme [--readme README.md] [--results reports/results.md]``
+copies ``reports/results.md`` between the README's results markers.
+"""
+from __future__ import annotations
+
+import argparse
+import re
+import sys
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from . import io, metrics
+
+PAPER_BACKBONE = "seresnext50_32x4d"
+PAPER_LOSS = "focal"
+REFERENCE_FRAMES = "annotated"
+FRAME_ORDER = ("onset", "middle", "random", "spotted", "annotated")
+BACKBONE_NAMES = {"resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50 (32x4d)",
+                  "seresnet50": "SE-ResNet-50", "seresnext50_32x4d": "SE-ResNeXt-50 (32x4d)"}
+LOSS_NAMES = {"ce": "Cross-entropy", "weighted_ce": "Class-weighted cross-entropy",
+              "focal": "Focal loss"}
+TABLE_TITLES = {
+    "table4": "Table 4: frame strategy (SE-ResNeXt-50 (32x4d) + Focal loss)",
+    "backbone": "Ablation: backbone (annotated apex + Focal loss)",
+    "loss": "Ablation: loss (annotated apex + SE-ResNeXt-50 (32x4d))",
+}
+ROW_HEADERS = {"table4": "Frames", "backbone": "Backbone", "loss": "Loss"}
+METRIC_COLUMNS = (("accuracy", "Accuracy (%)"), ("uf1", "UF1"), ("uar", "UAR"))
+NOTEBOOKS = ("00_data", "01_apex_extraction", "02_train_loso", "03_evaluate", "04_table4")
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+PAPER_NOTE = ("The paper's own Table 4 numbers are not public (only its abstract is), so there "
+              "is no paper column to copy: these rows reproduce the comparison, not its values.")
+
+
+# ----------------------------------------------------------------------------------------------
+# Row selection
+# ----------------------------------------------------------------------------------------------
+def frame_label(frames: str, best_spotter: str | None = None) -> str:
+    """Human name of a frame strategy (``spotted:best`` names the best spotter when known)."""
+    if frames.startswith("spotted:"):
+        method = frames.split(":", 1)[1]
+        if method == "best":
+            return f"Spotted apex (best spotter: {best_spotter})" if best_spotter \
+                else "Spotted apex (best spotter)"
+        return f"Spotted apex ({method})"
+    return {"onset": "Onset frame", "middle": "Middle frame", "random": "Random frame",
+            "annotated": "Annotated apex"}.get(frames, frames)
+
+
+def _spec(metrics_or_spec, key):
+    return metrics_or_spec[key] if isinstance(metrics_or_spec, Mapping) \
+        else getattr(metrics_or_spec, key)
+
+
+def select_rows(specs: Mapping, table: str, best_spotter: str | None = None
+                ) -> list[tuple[str, str]]:
+    """The (row label, experiment) pairs of one table, in display order.
+
+    Args:
+        specs: experiment -> object or mapping with ``frames``, ``backbone``, ``loss`` (the
+            entries of ``metrics.json`` carry them; ``config.ExperimentConfig`` too).
+        table: ``table4``, ``backbone`` or ``loss``.
+        best_spotter: name shown for ``spotted:best``.
+    """
+    rows = []
+    for name, s in specs.items():
+        frames, backbone, loss = (_spec(s, k) for k in ("frames", "backbone", "loss"))
+        if table == "table4" and backbone == PAPER_BACKBONE and loss == PAPER_LOSS:
+            kind = "spotted" if frames.startswith("spotted:") else frames
+            if kind in FRAME_ORDER:
+                rows.append((FRAME_ORDER.index(kind), frames, frame_label(frames, best_spotter),
+                             name))
+        elif table == "backbone" and frames == REFERENCE_FRAMES and loss == PAPER_LOSS \
+                and backbone in BACKBONE_NAMES:
+            rows.append((list(BACKBONE_NAMES).index(backbone), "", BACKBONE_NAMES[backbone],
+                         name))
+        elif table == "loss" and frames == REFERENCE_FRAMES and backbone == PAPER_BACKBONE \
+                and loss in LOSS_NAMES:
+            rows.append((list(LOSS_NAMES).index(loss), "", LOSS_NAMES[loss], name))
+        elif table not in TABLE_TITLES:
+            raise ValueError(f"unknown table {table!r}; expected one of {list(TABLE_TITLES)}")
+    rows.sort(key=lambda r: (r[0], r[1], r[3]))
+    return [(label, name) for _, _, label, name in rows]
+
+
+# ----------------------------------------------------------------------------------------------
+# Table assembly (numeric)
+# ----------------------------------------------------------------------------------------------
+def load_predictions(results_dir: str | Path, names: Sequence[str]) -> dict[str, pd.DataFrame]:
+    """``results/<name>/predictions.csv`` of every name (raises if one is missing)."""
+    return {n: metrics.read_predictions(Path(results_dir) / n / "predictions.csv")
+            for n in names}
+
+
+def majority_row(y_true, labels: Sequence[str], n_boot: int = 1000, ci: float = 0.95,
+                 seed: int = 0, sample_ids=None) -> dict:
+    """Numeric row of the majority-class reference (pooled majority, bootstrap intervals).
+
+    ``sample_ids`` (aligned with ``y_true``) lets :func:`build_table` test the row against the
+    reference experiment with McNemar."""
+    base = metrics.majority_baseline(y_true, labels)
+    row = {"row": f"Majority class (always '{base['majority_class']}')",
+           "experiment": "majority_class", "frames": "", "backbone": "", "loss": "",
+           "n": base["n"], "n_seeds": 1, "is_baseline": True}
+    cis = metrics.bootstrap_ci(y_true, base["y_pred"], labels, n=n_boot, ci=ci, seed=seed)
+    for m, _ in METRIC_COLUMNS:
+        row[m] = base[m]
+        row[f"{m}_ci_low"], row[f"{m}_ci_high"] = cis[m]
+    row["_y_pred"] = base["y_pred"]
+    row["_sample_id"] = None if sample_ids is None else [str(x) for x in sample_ids]
+    return row
+
+
+def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str]],
+                predictions: Mapping[str, pd.DataFrame] | None = None,
+                reference: str | None = None, baseline: Mapping | None = None,
+                table: str = "table4") -> pd.DataFrame:
+    """One table as numbers: a row per experiment, then the majority-class row.
+
+    Args:
+        metric_map: ``metrics.json`` content (experiment -> metrics).
+        rows: (label, experiment) pairs from :func:`select_rows`.
+        predictions: experiment -> predictions table, for McNemar (optional).
+        reference: the experiment every row is tested against (McNemar, exact).
+        baseline: a :func:`majority_row` dict, appended last (optional).
+        table: the table's name (``table`` column).
+
+    Returns:
+        DataFrame with columns table, row, experiment, frames, backbone, loss, and for m in
+        accuracy, uf1, uar: m, m_ci_low, m_ci_high, m_std; n, n_seeds, is_reference,
+        is_baseline, mcnemar_b (row right & reference wrong), mcnemar_c, mcnemar_p,
+        mcnemar_seed. Values are fractions (accuracy too).
+    """
+    out = []
+    can_test = predictions is not None and reference is not None and reference in predictions
+    for label, name in rows:
+        m = metric_map[name]
+        r = {"table": table, "row": label, "experiment": name,
+             **{k: m.get(k, "") for k in ("frames", "backbone", "loss")}}
+        for k, _ in METRIC_COLUMNS:
+            r[k] = m[k]
+            r[f"{k}_ci_low"], r[f"{k}_ci_high"] = m.get(f"{k}_ci_low"), m.get(f"{k}_ci_high")
+            r[f"{k}_std"] = m.get(f"{k}_std")
+        r.update(n=m.get("n"), n_seeds=m.get("n_seeds", 1), is_reference=name == reference,
+                 is_baseline=False)
+        if can_test and name != reference and name in predictions:
+            ca, cb, s = metrics.paired_correct(predictions[name], predictions[reference])
+            t = metrics.mcnemar_exact(ca, cb)
+            r.update(mcnemar_b=t["b"], mcnemar_c=t["c"], mcnemar_p=t["p_value"], mcnemar_seed=s)
+        out.append(r)
+    if baseline is not None:
+        r = {"table": table, **{k: v for k, v in baseline.items() if not k.startswith("_")},
+             "is_reference": False}
+        ids = baseline.get("_sample_id")
+        if can_test and ids is not None:
+            ref = predictions[reference]
+            ref = ref[ref["seed"] == ref["seed"].min()].set_index("sample_id")
+            if set(ids) == set(ref.index) and len(ids) == len(ref):
+                ref = ref.loc[ids]              # the baseline's clip order
+                cb = (ref["y_true"].astype(str) == ref["y_pred"].astype(str)).to_numpy()
+                ca = ref["y_true"].astype(str).to_numpy() == np.asarray(baseline["_y_pred"])
+                t = metrics.mcnemar_exact(ca, cb)
+                r.update(mcnemar_b=t["b"], mcnemar_c=t["c"], mcnemar_p=t["p_value"],
+                         mcnemar_seed=int(ref["seed"].iloc[0]))
+        out.append(r)
+    cols = ["table", "row", "experiment", "frames", "backbone", "loss"]
+    for k, _ in METRIC_COLUMNS:
+        cols += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_std"]
+    cols += ["n", "n_seeds", "is_reference", "is_baseline", "mcnemar_b", "mcnemar_c",
+             "mcnemar_p", "mcnemar_seed"]
+    return pd.DataFrame(out).reindex(columns=cols)
+
+
+def build_tables(metric_map: Mapping[str, Mapping], labels: Sequence[str],
+                 predictions: Mapping[str, pd.DataFrame] | None = None,
+                 reference: str | None = None, best_spotter: str | None = None,
+                 y_true=None, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
+                 min_rows: int = 2) -> dict[str, pd.DataFrame]:
+    """Table 4 and the ablations that have at least ``min_rows`` experiments.
+
+    Args:
+        metric_map: ``metrics.json`` content; each entry has frames, backbone, loss.
+        labels: the protocol's classes.
+        predictions: experiment -> predictions (McNemar, and the majority row's clips).
+        reference: experiment tested against (McNemar).
+        best_spotter: named in the spotted-apex row.
+        y_true: clips of the majority row; default: the reference's (or first experiment's)
+            predictions of its smallest seed, so the row covers the same clips as the others.
+        min_rows: an ablation with fewer experiments is left out (Table 4 never is).
+
+    Returns:
+        ``{"table4": df, "backbone": df, "loss": df}`` (ablations only when present).
+    """
+    ids = None
+    if y_true is None:
+        if not predictions:
+            raise ValueError("build_tables: give y_true or predictions for the majority row")
+        src = predictions.get(reference)
+        src = src if src is not None else next(iter(predictions.values()))
+        src = src[src["seed"] == src["seed"].min()].sort_values("sample_id")
+        y_true = src["y_true"].astype(str).to_numpy(dtype=object)
+        ids = src["sample_id"].astype(str).tolist()
+    base = majority_row(y_true, labels, n_boot=n_boot, ci=ci, seed=seed, sample_ids=ids)
+    tables = {}
+    for t in TABLE_TITLES:
+        rows = select_rows(metric_map, t, best_spotter)
+        if t != "table4" and len(rows) < min_rows:
+            continue
+        tables[t] = build_table(metric_map, rows, predictions, reference, base, table=t)
+    return tables
+
+
+# ----------------------------------------------------------------------------------------------
+# Formatting: Markdown and LaTeX
+# ----------------------------------------------------------------------------------------------
+def _fmt(v, metric: str) -> str:
+    if v is None or pd.isna(v):
+        return "n/a"
+    return f"{100 * v:.1f}" if metric == "accuracy" else f"{v:.3f}"
+
+
+def _fmt_p(p) -> str:
+    if p is None or pd.isna(p):
+        return ""
+    return "<0.001" if p < 0.001 else f"{p:.3f}"
+
+
+def display_table(df: pd.DataFrame, bold: str = "md") -> pd.DataFrame:
+    """Strings for display: "value [low, high]" (and "+- std" with several seeds), the best
+    experiment value per column in bold (``bold`` = "md", "tex" or "none"), McNemar p."""
+    table = str(df["table"].iloc[0]) if len(df) else "table4"
+    exp_rows = ~df["is_baseline"].astype(bool)
+    out = pd.DataFrame({ROW_HEADERS.get(table, "Row"): df["row"].astype(str),
+                        "Experiment": df["experiment"].astype(str)})
+    for m, title in METRIC_COLUMNS:
+        shown = df[m].map(lambda v: _fmt(v, m))
+        best = shown[exp_rows & df[m].notna()].map(float).max() if exp_rows.any() else None
+        cells = []
+        for i, r in df.iterrows():
+            v = shown.loc[i]
+            if bold != "none" and best is not None and exp_rows.loc[i] and v != "n/a" \
+                    and float(v) == best:
+                v = f"**{v}**" if bold == "md" else f"\\textbf{{{v}}}"
+            sd = r.get(f"{m}_std")
+            if sd is not None and not pd.isna(sd) and (r.get("n_seeds") or 1) > 1:
+                pm = " ± " if bold != "tex" else " $\\pm$ "
+                v += pm + _fmt(sd, m)
+            lo, hi = r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")
+            if lo is not None and not pd.isna(lo):
+                v += f" [{_fmt(lo, m)}, {_fmt(hi, m)}]"
+            cells.append(v)
+        out[title] = cells
+    ref = df.loc[df["is_reference"].astype(bool), "experiment"]
+    p_title = f"McNemar p vs {ref.iloc[0]}" if len(ref) else "McNemar p"
+    out[p_title] = ["ref." if r["is_reference"] else _fmt_p(r.get("mcnemar_p"))
+                    for _, r in df.iterrows()]
+    return out
+
+
+def to_markdown(df: pd.DataFrame) -> str:
+    """A numeric table (:func:`build_table`) as a GitHub Markdown table, best values bold."""
+    shown = display_table(df, bold="md")
+    cols = list(shown.columns)
+    lines = ["| " + " | ".join(cols) + " |",
+             "|" + "|".join([":---", ":---"] + ["---:"] * (len(cols) - 2)) + "|"]
+    for _, r in shown.iterrows():
+        lines.append("| " + " | ".join(str(r[c]).replace("|", "\\|") for c in cols) + " |")
+    return "\n".join(lines) + "\n"
+
+
+_TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
+               "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
+               "^": r"\textasciicircum{}"}
+
+
+def tex_escape(text: str) -> str:
+    """Escape LaTeX special characters in plain text."""
+    return "".join(_TEX_ESCAPE.get(ch, ch) for ch in str(text))
+
+
+def to_latex(df: pd.DataFrame, caption: str = "", label: str = "tab:table4") -> str:
+    """A numeric table as a booktabs ``table`` environment, best values in ``\\textbf``."""
+    shown = display_table(df, bold="tex")
+    cols = list(shown.columns)
+    is_base = df["is_baseline"].astype(bool).to_numpy()
+
+    def cell(c, v):
+        if c in (t for _, t in METRIC_COLUMNS):
+            return str(v).replace("%", r"\%")           # already TeX (\textbf, $\pm$)
+        if str(v) == "<0.001":
+            return "$<$0.001"
+        return tex_escape(v)
+
+    lines = [r"\begin{table}[t]", r"\centering"]
+    if caption:
+        lines.append(r"\caption{" + tex_escape(caption) + "}")
+    lines += [r"\label{" + label + "}", r"\begin{tabular}{ll" + "r" * (len(cols) - 2) + "}",
+              r"\toprule",
+              " & ".join(tex_escape(c) for c in cols) + r" \\", r"\midrule"]
+    for i, (_, r) in enumerate(shown.iterrows()):
+        if is_base[i] and i > 0 and not is_base[i - 1]:
+            lines.append(r"\midrule")
+        lines.append(" & ".join(cell(c, r[c]) for c in cols) + r" \\")
+    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    return "\n".join(lines) + "\n"
+
+
+# ----------------------------------------------------------------------------------------------
+# Header, writers, README
+# ----------------------------------------------------------------------------------------------
+def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
+                 best_spotter: str | None = None, reference: str | None = None,
+                 mcnemar_seed: int | None = None, n_subjects: int | None = None) -> list[str]:
+    """The facts every table is printed with (Markdown bullet lines).
+
+    Args:
+        dataset: ``data/dataset.json`` content (description, synthetic, protocol, labels,
+            n_clips, n_excluded).
+        train: ``config.TrainConfig`` (or a mapping with seeds/seed+n_seeds, epochs,
+            image_size, pretrained).
+        n_boot, ci: bootstrap settings.
+        best_spotter: the spotter behind "spotted apex".
+        reference: the McNemar reference experiment.
+        mcnemar_seed: the seed McNemar was computed on.
+        n_subjects: LOSO folds.
+    """
+    def get(k, default=None):
+        return train.get(k, default) if isinstance(train, Mapping) else getattr(train, k, default)
+
+    seeds = get("seeds")
+    if seeds is None:
+        seeds = list(range(int(get("seed", 0)), int(get("seed", 0)) + int(get("n_seeds", 1))))
+    pretrained = str(get("pretrained", "") or "")
+    weights = ("random initialisation (no pretrained weights)" if not pretrained
+               else f"initialised from `{pretrained}`")
+    synthetic = bool(dataset.get("synthetic"))
+    desc = dataset.get("description") or dataset.get("dataset", "unknown dataset")
+    kind = ("**SYNTHETIC** data: these numbers are not CASME II results and not the paper's"
+            if synthetic else f"real data ({dataset.get('dataset', '?')})")
+    folds = f", {n_subjects} folds" if n_subjects else ""
+    lines = [
+        f"- **Dataset:** {desc} ({kind}).",
+        f"- **Protocol:** {dataset.get('protocol', '?')}, classes "
+        f"{', '.join(dataset.get('labels', []))}; {dataset.get('n_clips', '?')} clips "
+        f"({dataset.get('n_excluded', 0)} excluded); leave-one-subject-out{folds}.",
+        f"- **Training:** seeds {', '.join(map(str, seeds))}; {get('epochs', '?')} epochs "
+        f"(fixed budget, no epoch chosen on the test subject); input {get('image_size', '?')} px; "
+        f"{weights}.",
+        f"- **Metrics:** predictions of all folds pooled, then scored (MEGC convention): "
+        f"accuracy in %, UF1 = macro F1, UAR = macro recall; [low, high] = {round(100 * ci)} % "
+        f"percentile bootstrap interval over clips ({n_boot} resamples); best experiment value "
+        f"per column in bold.",
+    ]
+    if reference:
+        on = f" on seed {mcnemar_seed}" if mcnemar_seed is not None else ""
+        lines.append(f"- **Significance:** McNemar's exact test of each row against "
+                     f"`{reference}`{on} (same clips).")
+    if best_spotter:
+        lines.append(f"- **Spotted apex:** the best spotter by apex error, `{best_spotter}`.")
+    lines.append(f"- {PAPER_NOTE}")
+    return lines
+
+
+def tables_markdown(tables: Mapping[str, pd.DataFrame], level: int = 3) -> str:
+    """Every table under its own heading."""
+    parts = []
+    for name, df in tables.items():
+        parts.append(f"{'#' * level} {TABLE_TITLES.get(name, name)}\n\n{to_markdown(df)}")
+    return "\n".join(parts)
+
+
+def write_tables(tables: Mapping[str, pd.DataFrame], header: Sequence[str],
+                 reports_dir: str | Path = "reports") -> dict[str, Path]:
+    """Write ``table4.md`` (header + tables), ``table4.csv`` (numbers, every table, fractions)
+    and ``table4.tex`` (booktabs, header as comments) atomically.
+
+    Returns:
+        ``{"md": path, "csv": path, "tex": path}``.
+    """
+    reports_dir = Path(reports_dir)
+    md = "# Table 4 and ablations\n\n" + "\n".join(header) + "\n\n" + tables_markdown(tables, 2)
+    csv = pd.concat(list(tables.values()), ignore_index=True)
+    tex = ["% Generated by mer_core.report (notebooks/04_table4.ipynb); do not edit.",
+           *("% " + re.sub(r"\*\*|`", "", h.lstrip("- ")) for h in header), ""]
+    for name, df in tables.items():
+        tex.append(to_latex(df, caption=TABLE_TITLES.get(name, name), label=f"tab:{name}"))
+    return {"md": io.write_text(reports_dir / "table4.md", md),
+            "csv": io.write_csv(reports_dir / "table4.csv", csv),
+            "tex": io.write_text(reports_dir / "table4.tex", "\n".join(tex))}
+
+
+def notebook_links(reports_dir: str | Path = "reports", relative_to: str | Path = ".") -> list[str]:
+    """Markdown links to the rendered notebooks: the five stages' ``reports/<name>.html`` and
+    any other ``*.html`` already in ``reports_dir`` (e.g. per-experiment training reports)."""
+    reports_dir = Path(reports_dir)
+    base = Path(relative_to)
+    names = list(NOTEBOOKS) + sorted(p.stem for p in reports_dir.glob("*.html")
+                                     if p.stem not in NOTEBOOKS)
+    links = []
+    for n in names:
+        target = Path(reports_dir / f"{n}.html")
+        try:
+            target = target.relative_to(base)
+        except ValueError:
+            pass
+        links.append(f"[{n}]({target.as_posix()})")
+    return links
+
+
+def results_markdown(header: Sequence[str], tables: Mapping[str, pd.DataFrame],
+                     figures: Sequence[tuple[str, str]] = (), measured: Sequence[str] = (),
+                     links: Sequence[str] = (), extra: str = "") -> str:
+    """The README results section (paths relative to the repository root)."""
+    parts = ["*Generated by `notebooks/04_table4.ipynb` from `reports/`; do not edit by hand.*",
+             "", *header, ""]
+    if measured:
+        parts += ["**Measured on this run:**", "", *measured, ""]
+    parts.append(tables_markdown(tables, 3))
+    if extra:
+        parts += [extra, ""]
+    for title, path in figures:
+        parts += [f"![{title}]({path})", ""]
+    if links:
+        parts += ["Rendered notebooks: " + " · ".join(links), ""]
+    return "\n".join(parts).rstrip() + "\n"
+
+
+def write_readme_section(readme_path: str | Path, results_md: str) -> bool:
+    """Replace the text between ``<!-- results:start -->`` and ``<!-- results:end -->``.
+
+    Returns:
+        True if the README changed (it is not rewritten when the section is already current).
+
+    Raises:
+        FileNotFoundError: no README.
+        ValueError: a marker is missing, repeated or out of order.
+    """
+    path = Path(readme_path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: README not found")
+    text = path.read_text()
+    for mark in (START, END):
+        if text.count(mark) != 1:
+            raise ValueError(f"{path}: expected the marker {mark!r} exactly once, found "
+                             f"{text.count(mark)}")
+    i, j = text.index(START), text.index(END)
+    if j < i:
+        raise ValueError(f"{path}: {END!r} comes before {START!r}")
+    new = text[:i + len(START)] + "\n" + results_md.strip("\n") + "\n" + text[j:]
+    if new == text:
+        return False
+    io.write_text(path, new)
+    return True
+
+
+WALL_KEYS = ("wall_s_folds", "wall_time_s", "wall_s", "wall_s_this_call")
+
+
+def run_info(results_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
+    """Measured facts of each experiment from ``results/<name>/run.json`` (as
+    ``mer_core.train`` writes it): ``wall_s`` (the first of ``wall_s_folds``, ``wall_time_s``,
+    ``wall_s``, ``wall_s_this_call`` present: the summed fold wall time), ``mean_fold_s``,
+    ``train_images_per_s``, ``device``, ``precision``, ``threads``, ``n_folds``, ``code_version``;
+    None where run.json lacks a key or is missing."""
+    rows = []
+    for n in names:
+        p = Path(results_dir) / n / "run.json"
+        info = io.read_json(p) if p.is_file() else {}
+        wall = next((info[k] for k in WALL_KEYS if isinstance(info.get(k), (int, float))), None)
+        rows.append({"experiment": n, "wall_s": wall,
+                     **{k: info.get(k) for k in ("mean_fold_s", "train_images_per_s", "device",
+                                                 "precision", "threads", "n_folds",
+                                                 "code_version")}})
+    return pd.DataFrame(rows)
+
+
+def measured_lines(info: pd.DataFrame) -> list[str]:
+    """Bullet lines of the per-experiment training cost (only what run.json had)."""
+    lines = []
+    known = info[info["wall_s"].notna()]
+    for _, r in known.iterrows():
+        extra = []
+        if r.get("n_folds") is not None and not pd.isna(r.get("n_folds")):
+            extra.append(f"{int(r['n_folds'])} folds")
+        if r.get("mean_fold_s") is not None and not pd.isna(r.get("mean_fold_s")):
+            extra.append(f"{r['mean_fold_s']:.0f} s per fold")
+        if r.get("train_images_per_s") is not None and not pd.isna(r.get("train_images_per_s")):
+            extra.append(f"{r['train_images_per_s']:.0f} training images/s")
+        dev = " ".join(str(r[k]) for k in ("device", "precision")
+                       if r.get(k) is not None and not pd.isna(r.get(k)))
+        if dev:
+            extra.append(dev + (f", {int(r['threads'])} threads"
+                                if r.get("threads") is not None and not pd.isna(r.get("threads"))
+                                else ""))
+        tail = f" ({'; '.join(extra)})" if extra else ""
+        lines.append(f"- `{r['experiment']}`: training {r['wall_s'] / 60:.1f} min{tail}")
+    if len(known) > 1:
+        lines.append(f"- all experiments: {known['wall_s'].sum() / 60:.1f} min of training")
+    return lines
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures
+# ----------------------------------------------------------------------------------------------
+def plot_table_bars(df: pd.DataFrame, path: str | Path | None = None, dpi: int = 80):
+    """Grouped bars (accuracy, UF1, UAR) with bootstrap intervals, one group per row."""
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(df) + 2), 3.6))
+    x = np.arange(len(df))
+    w = 0.26
+    for j, (m, title) in enumerate(METRIC_COLUMNS):
+        v = df[m].astype(float).to_numpy()
+        lo = df[f"{m}_ci_low"].astype(float).to_numpy()
+        hi = df[f"{m}_ci_high"].astype(float).to_numpy()
+        err = np.vstack([np.nan_to_num(v - lo), np.nan_to_num(hi - v)])
+        ax.bar(x + (j - 1) * w, v, w, yerr=err, capsize=3,
+               label=title.replace(" (%)", ""), alpha=0.9)
+    ax.set_xticks(x)
+    ax.set_xticklabels([str(r).replace(" (", "\n(") for r in df["row"]], fontsize=8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel("score (fraction)")
+    ax.legend(fontsize=8, ncol=3, loc="upper left")
+    ax.set_title("Table 4: frame strategy (intervals: bootstrap over clips)", fontsize=10)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path, dpi)
+    return fig
+
+
+def frame_cache(frames_dir: str | Path, strategy: str, index_ids: Sequence[str]) -> np.ndarray:
+    """The cached frames of one strategy (``<frames_dir>/<stem>.npy``, memory-mapped), checked
+    against its ``<stem>.csv`` and the index's ``sample_id`` order.
+
+    Raises:
+        FileNotFoundError: the cache is missing.
+        ValueError: the cache's rows are not the index's clips in the index's order.
+    """
+    stem = Path(frames_dir) / strategy.replace(":", "-")
+    npy, csv = stem.with_suffix(".npy"), stem.with_suffix(".csv")
+    for p in (npy, csv):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: frame cache of strategy {strategy!r} not found")
+    ids = pd.read_csv(csv, dtype={"sample_id": str})["sample_id"].tolist()
+    want = [str(s) for s in index_ids]
+    if ids != want:
+        bad = next((i for i, (a, b) in enumerate(zip(ids, want)) if a != b), min(len(ids),
+                                                                                  len(want)))
+        raise ValueError(f"{csv}: rows do not match the index ({len(ids)} vs {len(want)} clips; "
+                         f"first difference at row {bad})")
+    frames = np.load(npy, mmap_mode="r")
+    if frames.shape[0] != len(want):
+        raise ValueError(f"{npy}: {frames.shape[0]} frames for {len(want)} clips")
+    return frames
+
+
+def load_cams(cams_dir: str | Path, seed: int | None = None) -> pd.DataFrame:
+    """Read ``cams/<subject>__seed<k>.npz`` (or ``<subject>.npz``) files of one seed.
+
+    Returns:
+        DataFrame (sample_id, y_true, y_pred, cam) with ``cam`` an h x w float32 array; the
+        smallest seed available when ``seed`` is None.
+
+    Raises:
+        FileNotFoundError: no npz file in ``cams_dir``.
+    """
+    files = sorted(Path(cams_dir).glob("*.npz"))
+    if not files:
+        raise FileNotFoundError(f"{cams_dir}: no class-activation maps (*.npz)")
+    def seed_of(p):
+        m = re.search(r"__seed(\d+)$", p.stem)
+        return int(m.group(1)) if m else None
+    seeds = sorted({s for s in map(seed_of, files) if s is not None})
+    want = seed if seed is not None else (seeds[0] if seeds else None)
+    rows = []
+    for p in files:
+        if seed_of(p) != want:
+            continue
+        with np.load(p, allow_pickle=False) as z:
+            for k in ("sample_id", "cam", "y_true", "y_pred"):
+                if k not in z:
+                    raise ValueError(f"{p}: missing key {k!r}")
+            for sid, cam, t, pr in zip(z["sample_id"], z["cam"], z["y_true"], z["y_pred"]):
+                rows.append({"sample_id": str(sid), "y_true": str(t), "y_pred": str(pr),
+                             "cam": np.asarray(cam, dtype=np.float32)})
+    return pd.DataFrame(rows)
+
+
+def select_cam_examples(cams: pd.DataFrame, labels: Sequence[str], per_class: int = 3
+                        ) -> pd.DataFrame:
+    """Up to ``per_class`` clips per true class, correctly classified ones first, then by id."""
+    if cams.empty:
+        return cams
+    df = cams.assign(correct=cams["y_true"] == cams["y_pred"])
+    df = df.sort_values(["correct", "sample_id"], ascending=[False, True])
+    parts = [df[df["y_true"] == c].head(per_class) for c in labels]
+    return pd.concat(parts, ignore_index=True) if parts else df.head(0)
+
+
+def plot_gradcam(examples: pd.DataFrame, frames: np.ndarray, index_ids: Sequence[str],
+                 labels: Sequence[str], path: str | Path | None = None, dpi: int = 80):
+    """Class-activation maps over their frames: a row per class, ``per_class`` columns.
+
+    Args:
+        examples: from :func:`select_cam_examples`.
+        frames: the frame cache (N x S x S x 3 uint8) of the reference experiment's strategy.
+        index_ids: ``sample_id`` of each cache row (``data/index.csv`` order).
+    """
+    import matplotlib.pyplot as plt
+
+    row_of = {str(s): i for i, s in enumerate(index_ids)}
+    labels = list(labels)
+    ncols = max(1, int(examples.groupby("y_true").size().max()) if len(examples) else 1)
+    fig, axes = plt.subplots(len(labels), ncols, figsize=(1.9 * ncols, 1.9 * len(labels)),
+                             squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for r, c in enumerate(labels):
+        ex = examples[examples["y_true"] == c]
+        axes[r, 0].set_title(c, fontsize=9, loc="left")
+        for j, (_, e) in enumerate(ex.iterrows()):
+            if e["sample_id"] not in row_of:
+                raise ValueError(f"cams: {e['sample_id']!r} is not in the frame cache's index")
+            img = frames[row_of[e["sample_id"]]]
+            s = img.shape[0]
+            cam = np.asarray(e["cam"], dtype=np.float32)
+            span = float(cam.max() - cam.min())
+            cam = (cam - cam.min()) / span if span > 0 else np.zeros_like(cam)
+            ax = axes[r, j]
+            ax.imshow(img, extent=(0, s, s, 0))
+            ax.imshow(cam, cmap="jet", alpha=0.45, extent=(0, s, s, 0), interpolation="bilinear",
+                      vmin=0, vmax=1)
+            mark = "ok" if e["y_pred"] == c else f"-> {e['y_pred']}"
+            ax.text(1, s - 2, mark, color="white", fontsize=7,
+                    bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0))
+    fig.suptitle("Grad-CAM over apex frames (row = true class; 'ok' = correct)", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path, dpi)
+    return fig
+
+
+def plot_confusions(mats: Mapping[str, tuple[pd.DataFrame, pd.DataFrame]],
+                    path: str | Path | None = None, dpi: int = 80):
+    """Counts and row-normalised confusion matrices, one row of two panels per experiment."""
+    import matplotlib.pyplot as plt
+
+    n = len(mats)
+    fig, axes = plt.subplots(n, 2, figsize=(8.4, 3.6 * n), squeeze=False)
+    for r, (name, (counts, norm)) in enumerate(mats.items()):
+        for c, (mat, fmt, title) in enumerate(((counts, "d", "counts"),
+                                               (norm, ".2f", "row-normalised"))):
+            ax = axes[r, c]
+            v = mat.to_numpy()
+            ax.imshow(v, cmap="Blues", vmin=0, vmax=max(1e-9, v.max()) if c == 0 else 1)
+            k = len(mat)
+            ax.set_xticks(range(k))
+            ax.set_xticklabels(mat.columns, rotation=45, ha="right", fontsize=7)
+            ax.set_yticks(range(k))
+            ax.set_yticklabels(mat.index, fontsize=7)
+            for i in range(k):
+                for j in range(k):
+                    ax.text(j, i, format(v[i, j], fmt), ha="center", va="center", fontsize=7,
+                            color="white" if v[i, j] > 0.6 * v.max() else "black")
+            ax.set_xlabel("predicted", fontsize=8)
+            ax.set_ylabel("actual", fontsize=8)
+            ax.set_title(f"{name}: {title}", fontsize=9)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path, dpi)
+    return fig
+
+
+def plot_grouped(df: pd.DataFrame, x: str, y: str, hue: str, title: str,
+                 path: str | Path | None = None, dpi: int = 80, ylabel: str | None = None):
+    """Grouped bars of ``y`` by ``x`` (groups) and ``hue`` (bars), long-format ``df``."""
+    import matplotlib.pyplot as plt
+
+    wide = df.pivot_table(index=x, columns=hue, values=y, sort=False)
+    width = min(14, max(6, 0.3 * len(wide) * max(1, wide.shape[1]) + 2))
+    fig, ax = plt.subplots(figsize=(width, 3.6))
+    wide.plot.bar(ax=ax, width=0.8)
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(ylabel or y)
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, ncol=min(6, wide.shape[1]), loc="upper center",
+              bbox_to_anchor=(0.5, -0.22), frameon=False)
+    ax.tick_params(axis="x", labelsize=7)
+    fig.tight_layout()
+    if path is not None:
+        _save(fig, path, dpi)
+    return fig
+
+
+def _save(fig, path, dpi):
+    with io.atomic_path(path) as tmp:
+        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+
+
+# ----------------------------------------------------------------------------------------------
+# CLI
+# ----------------------------------------------------------------------------------------------
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m mer_core.report",
+                                     description="Report utilities of the MER companion.")
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("readme", help="copy reports/results.md into README.md between markers")
+    p.add_argument("--readme", default="README.md")
+    p.add_argument("--results", default="reports/results.md")
+    args = parser.parse_args(argv)
+    if args.command == "readme":
+        results = Path(args.results)
+        if not results.is_file():
+            print(f"{results}: not found (run notebooks/04_table4.ipynb first)", file=sys.stderr)
+            return 1
+        try:
+            changed = write_readme_section(args.readme, results.read_text())
+        except (ValueError, FileNotFoundError) as e:
+            print(e, file=sys.stderr)
+            return 1
+        print(f"{args.readme}: results section {'updated' if changed else 'already current'}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
