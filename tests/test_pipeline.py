@@ -50,7 +50,7 @@ def test_every_notebook_runs_end_to_end(tmp_path):
     run(tmp_path, "01_apex_extraction.ipynb", index_csv=str(data / "index.csv"),
         dataset_json=str(data / "dataset.json"), image_size=32, workers=1,
         frames_dir=str(data / "frames"), apex_csv=str(data / "apex.csv"),
-        metrics_json=str(reports / "apex_metrics.json"), figures_dir=str(reports / "figures"))
+        metrics_json=str(reports / "apex_metrics.json"), figures_dir=str(reports / "figures" / "01_apex"))
     assert (data / "frames" / "annotated.npy").is_file()
     assert "best" in json.loads((reports / "apex_metrics.json").read_text())
 
