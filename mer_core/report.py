@@ -413,8 +413,10 @@ def notebook_links(reports_dir: str | Path = "reports", relative_to: str | Path 
     any other ``*.html`` already in ``reports_dir`` (e.g. per-experiment training reports)."""
     reports_dir = Path(reports_dir)
     base = Path(relative_to)
-    names = list(NOTEBOOKS) + sorted(p.stem for p in reports_dir.glob("*.html")
-                                     if p.stem not in NOTEBOOKS)
+    per_experiment = sorted(p.stem for p in reports_dir.glob("*.html") if p.stem not in NOTEBOOKS)
+    # dvc.yaml renders 02_train_loso once per experiment (02_train_loso_<name>.html)
+    names = [n for n in NOTEBOOKS if not (n == "02_train_loso" and any(
+        e.startswith("02_train_loso_") for e in per_experiment))] + per_experiment
     links = []
     for n in names:
         target = Path(reports_dir / f"{n}.html")

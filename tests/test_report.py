@@ -39,6 +39,7 @@ def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, p
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["experiments"] = {n: {"frames": f, "backbone": b, "loss": l}
                              for n, (f, b, l, _) in experiments.items()}
+    params["train"].update(image_size=64, epochs=10, pretrained="")  # fixed, whatever params.yaml says
     params["train"]["n_seeds"] = len(seeds)
     params["train"]["seed"] = seeds[0]
     (root / "data" / "frames").mkdir(parents=True, exist_ok=True)
@@ -239,10 +240,15 @@ def test_cli_readme(tmp_path, monkeypatch, capsys):
     assert R.main(["readme"]) == 1
 
 
-def test_results_markdown_links_and_figures(project):
+def test_results_markdown_links_and_figures(project, monkeypatch):
+    monkeypatch.chdir(project)
     _, tables = _tables(project)
     links = R.notebook_links("reports")
     assert links[0] == "[00_data](reports/00_data.html)" and len(links) == 5
+    (project / "reports" / "02_train_loso_onset.html").write_text("<html/>")
+    links = R.notebook_links("reports")
+    assert "[02_train_loso_onset](reports/02_train_loso_onset.html)" in links
+    assert not any(link.startswith("[02_train_loso]") for link in links)
     info = R.run_info(project / "results", ["onset", "apex_annotated"])
     measured = R.measured_lines(info)
     assert "2.0 min" in measured[0] and "4.0 min" in measured[-1]
