@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.setup-stamp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup repro test test-fast lab clean-results
+.PHONY: setup repro full paper test test-fast lab clean-results
 
 setup: $(STAMP)
 
@@ -18,6 +18,13 @@ $(STAMP): pyproject.toml
 
 repro: setup
 	$(BIN)/dvc repro
+
+# Profiles (profiles/<name>.yaml): params overrides run as one `dvc exp run` (README: Profiles).
+full: setup
+	$(BIN)/python -m mer_core.profiles full
+
+paper: setup
+	$(BIN)/python -m mer_core.profiles paper
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -33,7 +33,7 @@ class DataConfig:
     strict: bool = True
     synthetic_seed: int = 0
     synthetic_size: int = 128
-    synthetic_amplitude: float = 5.0
+    synthetic_amplitude: float = 10.0
 
     def check(self, where: str) -> None:
         _choice(where, "dataset", self.dataset, DATASETS)

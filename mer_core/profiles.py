@@ -1,0 +1,142 @@
+"""Run profiles: named sets of ``params.yaml`` overrides, run as one DVC experiment.
+
+A profile is ``profiles/<name>.yaml``, a partial ``params.yaml`` (same nesting; only the keys it
+changes or adds). ``python -m mer_core.profiles <name>`` checks the merged parameters and runs
+
+    dvc exp run -S 'train.n_seeds=3' -S '+experiments.random={...}' ...
+
+so DVC reruns exactly the stages the overrides touch, keeps finished folds (``results/`` is
+persistent) and records the experiment for ``dvc exp show``. Like any ``dvc exp run`` it leaves the
+merged values in the workspace's ``params.yaml``; ``git checkout params.yaml`` returns to the
+default (then ``dvc repro`` again reruns what changed).
+"""
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import yaml
+
+from mer_core import config
+
+PROFILES_DIR = Path("profiles")
+
+
+def load_profile(name: str, directory: str | Path = PROFILES_DIR) -> dict:
+    """The overrides of profile ``name`` (``<directory>/<name>.yaml``).
+
+    Raises:
+        FileNotFoundError: no such profile (the message lists the profiles there are).
+        ValueError: the file is not a mapping.
+    """
+    path = Path(directory) / f"{name}.yaml"
+    if not path.is_file():
+        have = sorted(p.stem for p in Path(directory).glob("*.yaml"))
+        raise FileNotFoundError(f"{path}: no such profile; profiles: {', '.join(have) or 'none'}")
+    data = yaml.safe_load(path.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of params.yaml sections, got "
+                         f"{type(data).__name__}")
+    return data
+
+
+def merge(base: dict, overrides: dict) -> dict:
+    """``base`` with ``overrides`` applied recursively (a new copy)."""
+    out = copy.deepcopy(base)
+    for key, value in overrides.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+def _value(v) -> str:
+    """A value in Hydra's override grammar (strings quoted: commas would start a sweep)."""
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, dict):
+        return "{" + ", ".join(f"{k}: {_value(x)}" for k, x in v.items()) + "}"
+    if isinstance(v, str):
+        if "'" in v:
+            raise ValueError(f"profile value {v!r}: single quotes are not supported")
+        return f"'{v}'"
+    raise ValueError(f"profile value {v!r}: expected a number, string, boolean or mapping")
+
+
+def set_params(base: dict, overrides: dict, prefix: str = "") -> list[str]:
+    """``dvc exp run -S`` arguments for ``overrides``: ``+`` marks keys ``base`` lacks.
+
+    Args:
+        base: the current ``params.yaml`` (nested).
+        overrides: the profile (nested).
+        prefix: dotted path of ``base`` within the whole file (recursion).
+
+    Returns:
+        One ``key=value`` string per leaf, or per new mapping (added whole).
+    """
+    out = []
+    for key, value in overrides.items():
+        path = f"{prefix}{key}"
+        if key not in base:
+            out.append(f"+{path}={_value(value)}")
+        elif isinstance(value, dict) and isinstance(base[key], dict):
+            out.extend(set_params(base[key], value, prefix=f"{path}."))
+        else:
+            out.append(f"{path}={_value(value)}")
+    return out
+
+
+def check(merged: dict, where: str) -> config.Params:
+    """Validate the merged parameters like ``params.yaml`` itself, and the weights file."""
+    from mer_core.train import weights_path
+
+    params = config.from_dict(merged, where)
+    for name, exp in params.experiments.items():
+        weights = weights_path(params.train.pretrained, exp.backbone)
+        if weights and weights.lower() != "imagenet" and not Path(weights).is_file():
+            raise FileNotFoundError(
+                f"{where}: experiment {name}: weights file {weights} (train.pretrained = "
+                f"{params.train.pretrained!r}) does not exist. Save a local ImageNet state_dict "
+                f"of {exp.backbone} there (timm.create_model('{exp.backbone}', pretrained=True) "
+                "on a machine with internet, then torch.save(model.state_dict(), path)).")
+    return params
+
+
+def command(name: str, params_file: str | Path = "params.yaml",
+            directory: str | Path = PROFILES_DIR) -> list[str]:
+    """The checked ``dvc exp run`` command line of profile ``name`` (a list of arguments)."""
+    base = yaml.safe_load(Path(params_file).read_text())
+    overrides = load_profile(name, directory)
+    check(merge(base, overrides), where=f"profile {name} ({Path(directory) / name}.yaml)")
+    cmd = ["dvc", "exp", "run"]
+    for arg in set_params(base, overrides):
+        cmd += ["-S", arg]
+    return cmd
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description="Run a profile (profiles/<name>.yaml) with dvc exp run")
+    ap.add_argument("name", help="profile name, e.g. full or paper")
+    ap.add_argument("--dry-run", action="store_true", help="print the command, run nothing")
+    args = ap.parse_args(argv)
+    try:
+        cmd = command(args.name)
+    except (FileNotFoundError, ValueError, config.ConfigError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    print(" ".join(shlex.quote(c) for c in cmd), flush=True)
+    if args.dry_run:
+        return 0
+    return subprocess.call([sys.executable, "-m", *cmd])  # the dvc of this environment
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,85 @@
+"""Run profiles (profiles/*.yaml -> dvc exp run -S ...)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import yaml
+
+from mer_core import config, profiles
+
+ROOT = Path(__file__).resolve().parents[1]
+
+BASE = {
+    "train": {"epochs": 4, "augment": "flip", "pretrained": ""},
+    "experiments": {"onset": {"frames": "onset", "backbone": "seresnext50_32x4d",
+                              "loss": "focal"}},
+}
+
+
+def test_set_params_marks_new_keys_and_quotes_strings():
+    over = {"train": {"epochs": 30, "augment": "flip,affine"},
+            "experiments": {"onset": {"loss": "ce"},
+                            "random": {"frames": "random", "backbone": "resnet50",
+                                       "loss": "focal"}}}
+    args = profiles.set_params(BASE, over)
+    assert args == [
+        "train.epochs=30",
+        "train.augment='flip,affine'",  # quoted: an unquoted comma is a Hydra sweep
+        "experiments.onset.loss='ce'",
+        "+experiments.random={frames: 'random', backbone: 'resnet50', loss: 'focal'}",
+    ]
+
+
+def test_merge_is_recursive_and_leaves_the_base_alone():
+    merged = profiles.merge(BASE, {"train": {"epochs": 9}, "experiments": {"x": {"frames": "m"}}})
+    assert merged["train"] == {"epochs": 9, "augment": "flip", "pretrained": ""}
+    assert set(merged["experiments"]) == {"onset", "x"}
+    assert BASE["train"]["epochs"] == 4 and "x" not in BASE["experiments"]
+
+
+def test_unknown_profile_lists_the_known_ones(tmp_path):
+    (tmp_path / "full.yaml").write_text("train: {n_seeds: 2}\n")
+    with pytest.raises(FileNotFoundError, match="nope.yaml.*profiles: full"):
+        profiles.load_profile("nope", tmp_path)
+
+
+@pytest.mark.parametrize("name", ["full", "paper"])
+def test_shipped_profiles_are_valid_params(name):
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    merged = profiles.merge(base, profiles.load_profile(name, ROOT / "profiles"))
+    params = config.from_dict(merged, f"profile {name}")
+    specs = {(e.frames, e.backbone, e.loss) for e in params.experiments.values()}
+    # the Table 4 core rows stay, the random row and both ablations are added
+    for frames in ("onset", "middle", "spotted:best", "annotated", "random"):
+        assert (frames, "seresnext50_32x4d", "focal") in specs
+    assert {b for f, b, lo in specs if f == "annotated" and lo == "focal"} == set(config.BACKBONES)
+    assert {lo for f, b, lo in specs if f == "annotated" and b == "seresnext50_32x4d"} \
+        == set(config.LOSSES)
+    assert params.train.n_seeds >= 3
+    if name == "paper":
+        assert params.train.image_size == 224 and params.apex.image_size == 224
+        assert params.train.epochs >= 30 and params.train.n_seeds == 5
+        assert "{backbone}" in params.train.pretrained
+
+
+def test_paper_profile_refuses_missing_weights_and_runs_with_them(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "params.yaml").write_text((ROOT / "params.yaml").read_text())
+    with pytest.raises(FileNotFoundError, match=r"weights/seresnext50_32x4d_imagenet\.pth"):
+        profiles.command("paper", directory=ROOT / "profiles")
+    (tmp_path / "weights").mkdir()
+    for b in config.BACKBONES:
+        (tmp_path / "weights" / f"{b}_imagenet.pth").write_bytes(b"x")
+    cmd = profiles.command("paper", directory=ROOT / "profiles")
+    assert cmd[:3] == ["dvc", "exp", "run"]
+    assert "train.image_size=224" in cmd and "train.pretrained='weights/{backbone}_imagenet.pth'" \
+        in cmd
+    assert profiles.main(["paper", "--dry-run"]) == 2  # the CLI looks in ./profiles: none here
+
+
+def test_cli_dry_run_prints_the_command(capsys, monkeypatch):
+    monkeypatch.chdir(ROOT)
+    assert profiles.main(["full", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith("dvc exp run ") and "+experiments.random=" in out
