@@ -1,5 +1,5 @@
-"""Training throughput: bare model step per backbone (fp32 vs bf16 + channels_last), and the real
-LOSO training loop against the bare step (the data path must not be the bottleneck).
+"""Training throughput: bare model step per backbone (fp32 vs bf16, both channels_last), and the
+real LOSO training loop against the bare step (the data path must not be the bottleneck).
 
 Usage (from the project root, after `make setup`; the loop part needs `dvc repro apex` first):
 
@@ -7,11 +7,21 @@ Usage (from the project root, after `make setup`; the loop part needs `dvc repro
     .venv/bin/python benchmarks/train_throughput.py --backbones seresnext50_32x4d --steps 10
     .venv/bin/python benchmarks/train_throughput.py --size 224 --batch 8 --steps 2 --no-bf16 --no-loop
 
-Everything is measured in one process, one after the other, with the same thread count.
+Measured in one run, one thing after the other:
+1. the bare step (forward + backward + AdamW on one fixed batch) of each backbone in this process
+   with every thread, fp32 and bf16 autocast;
+2. the real loop of one fold (`train.fit_fold`: shuffling, batch gathering, augmentation, focal
+   loss, schedule) against the bare step, both with the threads ONE fold worker gets
+   (`train.plan_workers`): the data-path ratio, target >= 0.90;
+3. the whole LOSO run as `dvc repro` does it (`train.run_experiment` over 2 folds per worker, fold
+   workers in parallel, per-epoch test pass, Grad-CAM and files included) against as many bare
+   steps running at once in separate processes.
 """
 from __future__ import annotations
 
 import argparse
+import multiprocessing
+import tempfile
 import time
 from pathlib import Path
 
@@ -27,15 +37,12 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, warmup: int = 3,
               num_classes: int = 5) -> float:
-    """Images/s of forward + backward + AdamW step on one fixed random batch (no data path)."""
+    """Images/s of forward + backward + AdamW step on one fixed random batch (no data path),
+    channels_last as in `train.fit_fold` on a CPU."""
     torch.manual_seed(0)
-    model = create_model(backbone, num_classes).train()
-    if precision != "fp32":
-        model = model.to(memory_format=torch.channels_last)
+    model = create_model(backbone, num_classes).train().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # as train.fit_fold
-    x = torch.randn(batch, 3, size, size)
-    if precision != "fp32":
-        x = x.to(memory_format=torch.channels_last)
+    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (batch,))
     for i in range(warmup + steps):
         if i == warmup:
@@ -49,25 +56,64 @@ def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, 
     return batch * steps / (time.perf_counter() - t0)
 
 
-def loop_throughput(params: config.Params, backbone: str, precision: str, epochs: int) -> float:
-    """Images/s of :func:`mer_core.train.fit_fold` on the real frame cache (one LOSO fold)."""
+def _bare_process(barrier, queue, threads, args) -> None:
+    torch.set_flush_denormal(True)  # as the fold workers of train.run_experiment
+    torch.set_num_threads(threads)
+    create_model(args[0], 5)  # imports and first construction outside the timed window
+    barrier.wait()
+    queue.put(bare_step(*args))
+
+
+def parallel_bare(workers: int, threads: int, *args) -> float:
+    """Summed images/s of ``workers`` bare steps running at once (spawned processes)."""
+    ctx = multiprocessing.get_context("spawn")
+    barrier, queue = ctx.Barrier(workers), ctx.Queue()
+    procs = [ctx.Process(target=_bare_process, args=(barrier, queue, threads, args))
+             for _ in range(workers)]
+    for p in procs:
+        p.start()
+    rates = [queue.get() for _ in procs]
+    for p in procs:
+        p.join()
+    return sum(rates)
+
+
+def _data(params: config.Params):
     index = datasets.read_index(ROOT / "data" / "index.csv")
     labels = io.read_json(ROOT / "data" / "dataset.json")["labels"]
-    strategy = params.experiments[next(iter(params.experiments))].frames
-    images = frames.load_cache(ROOT / "data" / "frames", strategy, index)
+    name = next(iter(params.experiments))
+    exp = params.experiments[name]
+    return name, exp, index, labels, frames.load_cache(ROOT / "data" / "frames", exp.frames, index)
+
+
+def fold_loop(params: config.Params, backbone: str, precision: str, epochs: int) -> float:
+    """Images/s of :func:`mer_core.train.fit_fold` on the real frame cache (one LOSO fold)."""
+    _, _, index, labels, images = _data(params)
     cfg = params.train
     cfg.epochs = epochs
     x = train.prepare_images(images, cfg.image_size, torch.device("cpu"))
     y = np.array([labels.index(v) for v in index["label"]])
     test = (index["subject"] == index["subject"].iloc[0]).to_numpy()
     torch.manual_seed(0)
-    model = create_model(backbone, len(labels))
-    if precision != "fp32":
-        model = model.to(memory_format=torch.channels_last)
+    model = create_model(backbone, len(labels)).to(memory_format=torch.channels_last)
     loss = make_loss("focal", y[~test], len(labels), gamma=cfg.focal_gamma)
     out = train.fit_fold(model, loss, x[~test], torch.from_numpy(y[~test]), x[test], y[test],
                          cfg, precision, seed=0, progress=False)
     return out["train_images"] / out["train_s"]
+
+
+def loso_run(params: config.Params, workers: int, threads: int, epochs: int) -> tuple[float, int]:
+    """Training images per elapsed second of `train.run_experiment` over 2 folds per worker."""
+    name, exp, index, labels, images = _data(params)
+    cfg = params.train
+    cfg.epochs, cfg.workers, cfg.max_folds = epochs, workers, 2 * workers
+    with tempfile.TemporaryDirectory() as tmp:
+        t0 = time.perf_counter()
+        train.run_experiment(name, exp, cfg, index, images, labels, Path(tmp) / name,
+                             progress=False, threads=threads)
+        elapsed = time.perf_counter() - t0
+        metas = [io.read_json(p) for p in (Path(tmp) / name / "folds").glob("*__seed*.json")]
+    return sum(m["train_images"] for m in metas) / elapsed, len(metas)
 
 
 def main() -> None:
@@ -78,33 +124,42 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=params.train.batch_size)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--loop-epochs", type=int, default=2)
-    ap.add_argument("--no-loop", action="store_true", help="skip the real-loop measurement")
+    ap.add_argument("--no-loop", action="store_true", help="skip the real-loop measurements")
     ap.add_argument("--no-bf16", action="store_true", help="fp32 only (e.g. 224 px on a CPU)")
     args = ap.parse_args()
-    torch.set_num_threads(train.available_cores())
+    cores = train.available_cores()
+    torch.set_flush_denormal(True)  # as train.run_experiment on a CPU, for both sides
+    torch.set_num_threads(cores)
     bf16 = train.cpu_has_bf16()
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
-    print(f"torch {torch.__version__}, {cpu}, {torch.get_num_threads()} threads, native bf16 "
-          f"(AVX512-BF16/AMX): {bf16}, {args.size} px, batch {args.batch}")
-    print(f"{'backbone':22s} {'fp32 img/s':>11s} {'bf16+cl img/s':>14s} {'bf16/fp32':>10s}")
-    bare = {}
+    print(f"torch {torch.__version__}, {cpu}, {cores} threads, native bf16 (AVX512-BF16/AMX): "
+          f"{bf16}, {args.size} px, batch {args.batch}, channels_last")
+    print(f"{'backbone':22s} {'fp32 img/s':>11s} {'bf16 img/s':>11s} {'bf16/fp32':>10s}")
     for name in config.split_list(args.backbones):
         fp32 = bare_step(name, args.size, args.batch, "fp32", args.steps)
         # measured either way; without native bf16 it is emulated and slower (auto picks fp32)
         fast = float("nan") if args.no_bf16 else bare_step(name, args.size, args.batch, "bf16",
                                                            args.steps)
-        bare[name] = fast if bf16 else fp32
-        print(f"{name:22s} {fp32:11.1f} {fast:14.1f} {fast / fp32:10.2f}", flush=True)
+        print(f"{name:22s} {fp32:11.1f} {fast:11.1f} {fast / fp32:10.2f}", flush=True)
     if args.no_loop:
         return
-    name = "seresnext50_32x4d" if "seresnext50_32x4d" in bare else next(iter(bare))
+    name = "seresnext50_32x4d"
     precision = "bf16" if bf16 else "fp32"
-    loop = loop_throughput(params, name, precision, args.loop_epochs)
-    print(f"real LOSO loop ({name}, {precision} as precision=auto picks, augment "
-          f"{params.train.augment or 'none'}): {loop:.1f} img/s = {loop / bare[name]:.2f} x the "
-          f"bare {precision} step (target >= 0.90; includes shuffling and augmentation, not the "
-          f"per-epoch test pass)")
+    workers, each = train.plan_workers(params.train.workers, torch.device("cpu"), cores, 26)
+    step = (name, args.size, args.batch, precision, args.steps)
+    torch.set_num_threads(each)
+    bare_one = bare_step(*step)
+    loop = fold_loop(params, name, precision, args.loop_epochs)
+    print(f"one fold ({name}, {precision} as precision=auto picks, {each} thread(s) as one of "
+          f"{workers} fold worker(s), augment {params.train.augment or 'none'}): fit_fold "
+          f"{loop:.1f} img/s vs bare step {bare_one:.1f} img/s = {loop / bare_one:.2f} x "
+          f"(target >= 0.90)", flush=True)
+    bare_all = parallel_bare(workers, each, *step) if workers > 1 else bare_one
+    run, n_folds = loso_run(params, workers, cores, args.loop_epochs)
+    print(f"whole LOSO run ({n_folds} folds, {workers} worker(s) x {each} thread(s), elapsed time "
+          f"incl. process start, per-epoch test pass, Grad-CAM, files): {run:.1f} img/s vs "
+          f"{workers} bare step(s) at once {bare_all:.1f} img/s = {run / bare_all:.2f} x")
 
 
 if __name__ == "__main__":

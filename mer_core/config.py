@@ -80,6 +80,7 @@ class TrainConfig:
     precision: str = "auto"
     folds: str = "all"
     max_folds: int = 0
+    workers: int = 0
 
     @property
     def seeds(self) -> list[int]:
@@ -98,6 +99,9 @@ class TrainConfig:
         for k in ("image_size", "epochs", "batch_size", "lr", "n_seeds"):
             _positive(where, k, getattr(self, k))
         parse_folds(self.folds, where=f"{where}: key 'folds'")
+        if not isinstance(self.workers, int) or self.workers < 0:
+            raise ConfigError(f"{where}: key 'workers' must be 0 (auto) or a positive integer, "
+                              f"got {self.workers!r}")
 
 
 @dataclass

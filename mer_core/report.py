@@ -481,42 +481,61 @@ def run_info(results_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
     """Measured facts of each experiment from ``results/<name>/run.json`` (as
     ``mer_core.train`` writes it): ``wall_s`` (the first of ``wall_s_folds``, ``wall_time_s``,
     ``wall_s``, ``wall_s_this_call`` present: the summed fold wall time), ``mean_fold_s``,
-    ``train_images_per_s``, ``device``, ``precision``, ``threads``, ``n_folds``, ``code_version``;
-    None where run.json lacks a key or is missing."""
+    ``train_images_per_s``, ``device``, ``precision``, ``threads``, ``workers``, ``n_folds``,
+    ``code_version``, ``elapsed_s`` (``wall_s_this_call``: the elapsed time of the call that
+    finished the run, shorter than ``wall_s`` when folds trained in parallel); None where run.json
+    lacks a key or is missing."""
     rows = []
     for n in names:
         p = Path(results_dir) / n / "run.json"
         info = io.read_json(p) if p.is_file() else {}
         wall = next((info[k] for k in WALL_KEYS if isinstance(info.get(k), (int, float))), None)
-        rows.append({"experiment": n, "wall_s": wall,
+        rows.append({"experiment": n, "wall_s": wall, "elapsed_s": info.get("wall_s_this_call"),
                      **{k: info.get(k) for k in ("mean_fold_s", "train_images_per_s", "device",
-                                                 "precision", "threads", "n_folds",
+                                                 "precision", "threads", "workers", "n_folds",
                                                  "code_version")}})
     return pd.DataFrame(rows)
 
 
+def _given(r, key) -> bool:
+    return r.get(key) is not None and not pd.isna(r.get(key))
+
+
 def measured_lines(info: pd.DataFrame) -> list[str]:
-    """Bullet lines of the per-experiment training cost (only what run.json had)."""
+    """Bullet lines of the per-experiment training cost (only what run.json had). With parallel
+    fold workers the line leads with the elapsed time and gives the summed fold time after it."""
     lines = []
     known = info[info["wall_s"].notna()]
-    for _, r in known.iterrows():
+    parallel = [_given(r, "workers") and int(r["workers"]) > 1 and _given(r, "elapsed_s")
+                for _, r in known.iterrows()]
+    for par, (_, r) in zip(parallel, known.iterrows()):
         extra = []
+        if par:
+            extra.append(f"{int(r['workers'])} fold workers in parallel, "
+                         f"{r['wall_s'] / 60:.1f} min of fold time")
         if r.get("n_folds") is not None and not pd.isna(r.get("n_folds")):
             extra.append(f"{int(r['n_folds'])} folds")
         if r.get("mean_fold_s") is not None and not pd.isna(r.get("mean_fold_s")):
             extra.append(f"{r['mean_fold_s']:.0f} s per fold")
         if r.get("train_images_per_s") is not None and not pd.isna(r.get("train_images_per_s")):
-            extra.append(f"{r['train_images_per_s']:.0f} training images/s")
+            extra.append(f"{r['train_images_per_s']:.0f} training images/s"
+                         + (" per worker" if par else ""))
         dev = " ".join(str(r[k]) for k in ("device", "precision")
                        if r.get(k) is not None and not pd.isna(r.get(k)))
         if dev:
-            extra.append(dev + (f", {int(r['threads'])} threads"
+            extra.append(dev + (f", {int(r['threads'])} thread{'s' * (int(r['threads']) != 1)}"
+                                + " each" * par
                                 if r.get("threads") is not None and not pd.isna(r.get("threads"))
                                 else ""))
         tail = f" ({'; '.join(extra)})" if extra else ""
-        lines.append(f"- `{r['experiment']}`: training {r['wall_s'] / 60:.1f} min{tail}")
+        took = (f"{r['elapsed_s'] / 60:.1f} min elapsed" if par
+                else f"{r['wall_s'] / 60:.1f} min")
+        lines.append(f"- `{r['experiment']}`: training {took}{tail}")
     if len(known) > 1:
-        lines.append(f"- all experiments: {known['wall_s'].sum() / 60:.1f} min of training")
+        total = sum(float(r["elapsed_s"]) if par else float(r["wall_s"])
+                    for par, (_, r) in zip(parallel, known.iterrows()))
+        lines.append(f"- all experiments: {total / 60:.1f} min of training"
+                     + (" (elapsed)" if any(parallel) else ""))
     return lines
 
 

@@ -254,6 +254,14 @@ def test_results_markdown_links_and_figures(project, monkeypatch):
     assert "2.0 min" in measured[0] and "4.0 min" in measured[-1]
     assert "20 s per fold" in measured[0] and "cpu bf16, 2 threads" in measured[0]
     assert R.measured_lines(R.run_info(project / "results", ["nothing"])) == []
+    run_json = project / "results" / "onset" / "run.json"
+    run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "workers": 2,
+                                    "threads": 1, "wall_s_this_call": 66.0}))
+    measured = R.measured_lines(R.run_info(project / "results", ["onset", "apex_annotated"]))
+    assert measured[0].startswith("- `onset`: training 1.1 min elapsed (2 fold workers in "
+                                  "parallel, 2.0 min of fold time;")
+    assert "per worker" in measured[0] and measured[0].endswith("cpu bf16, 1 thread each)")
+    assert measured[-1] == "- all experiments: 3.1 min of training (elapsed)"
     md = R.results_markdown(["- header"], tables, [("bars", "reports/figures/table4_bars.png")],
                             measured, links)
     assert "![bars](reports/figures/table4_bars.png)" in md

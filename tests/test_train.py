@@ -9,8 +9,8 @@ from mer_core import io
 from mer_core.config import ConfigError, ExperimentConfig, TrainConfig
 from mer_core.models import create_model
 from mer_core.train import (BatchAugment, CacheMismatchError, FingerprintError, IncompleteError,
-                            fold_seed, load_frames, merge_shards, plan_folds, read_epoch_log,
-                            run_experiment, select_precision)
+                            fold_seed, load_frames, merge_shards, plan_folds, plan_workers,
+                            read_epoch_log, run_experiment, select_precision)
 
 LABELS = ["happiness", "surprise", "others"]
 
@@ -289,3 +289,35 @@ def test_other_losses_optimisers_schedules_and_resize(tmp_path, loss, opt, sched
                 exp=dataclasses.replace(EXP, loss=loss))
     assert len(preds) == 12 and np.isfinite(preds[[f"p_{k}" for k in LABELS]].to_numpy()).all()
     assert np.load(tmp_path / "x" / "cams" / "sub00__seed0.npz")["cam"].shape == (6, 24, 24)
+
+
+def test_fold_workers_give_the_same_predictions(full_run, tmp_path):
+    # two spawned processes with one thread each == one fold at a time with one thread
+    out, preds = full_run
+    index, images = fake_data()
+    par = run_experiment("apex_annotated", EXP, cfg(workers=2), index, images, LABELS,
+                         tmp_path / "par", progress=False, threads=2, model_factory=tiny)
+    pd.testing.assert_frame_equal(par, preds)
+    run_json = io.read_json(tmp_path / "par" / "run.json")
+    assert run_json["workers"] == 2 and run_json["threads"] == 1
+    # changing only the number of workers keeps the finished folds
+    again = run_experiment("apex_annotated", EXP, cfg(workers=1), index, images, LABELS,
+                           tmp_path / "par", progress=False, threads=1, model_factory=tiny)
+    pd.testing.assert_frame_equal(again, preds)
+
+
+def test_plan_workers():
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert plan_workers(0, cpu, 2, 26) == (2, 1)       # auto: one per core
+    assert plan_workers(0, cpu, 16, 26) == (8, 2)      # at most 8
+    assert plan_workers(0, cpu, 4, 1) == (1, 4)        # never more workers than folds
+    assert plan_workers(3, cpu, 6, 26, tiny) == (3, 2)
+    with pytest.warns(UserWarning, match="cuda trains one fold at a time"):
+        assert plan_workers(2, cuda, 8, 26) == (1, 8)
+    with pytest.warns(UserWarning, match="cannot be pickled"):
+        assert plan_workers(2, cpu, 2, 26, lambda n, k: tiny(n, k)) == (1, 2)
+
+
+def test_workers_must_be_a_count():
+    with pytest.raises(ConfigError, match="workers"):
+        cfg(workers=-1).check("train")
