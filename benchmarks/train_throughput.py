@@ -12,16 +12,16 @@ Measured in one run, one thing after the other:
    with every thread, fp32 and bf16 autocast;
 2. the real loop of one fold (`train.fit_fold`: shuffling, batch gathering, augmentation, focal
    loss, schedule) against the bare step, both with the threads ONE fold worker gets
-   (`train.plan_workers`): the data-path ratio, target >= 0.90;
-3. the whole LOSO run as `dvc repro` does it (`train.run_experiment` over 2 folds per worker, fold
-   workers in parallel, per-epoch test pass, Grad-CAM and files included) against as many bare
-   steps running at once in separate processes.
+   (`train.plan_workers`), the bare step on a fixed batch of real frames: the data-path ratio,
+   target >= 0.90;
+3. the whole LOSO runs of the last `dvc repro` (`results/<experiment>/`: fold workers in
+   parallel, per-epoch test pass, Grad-CAM, files and process start included), read from their
+   records, against as many bare steps running at once in separate processes, measured here.
 """
 from __future__ import annotations
 
 import argparse
 import multiprocessing
-import tempfile
 import time
 from pathlib import Path
 
@@ -36,14 +36,21 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, warmup: int = 3,
-              num_classes: int = 5) -> float:
-    """Images/s of forward + backward + AdamW step on one fixed random batch (no data path),
-    channels_last as in `train.fit_fold` on a CPU."""
+              num_classes: int = 5, x: torch.Tensor | None = None) -> float:
+    """Images/s of forward + backward + AdamW step on one fixed batch (no data path),
+    channels_last as in `train.fit_fold` on a CPU.
+
+    Args:
+        x: the batch (normalised images); None = random normal values. Random input runs about
+            10 % slower than real frames on a CPU, so the loop comparisons pass real frames.
+    """
     torch.manual_seed(0)
     model = create_model(backbone, num_classes).train().to(memory_format=torch.channels_last)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # as train.fit_fold
-    x = torch.randn(batch, 3, size, size).contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, num_classes, (batch,))
+    if x is None:
+        x = torch.randn(batch, 3, size, size)
+    x = x[:batch].contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, num_classes, (len(x),))
     for i in range(warmup + steps):
         if i == warmup:
             t0 = time.perf_counter()
@@ -56,19 +63,19 @@ def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, 
     return batch * steps / (time.perf_counter() - t0)
 
 
-def _bare_process(barrier, queue, threads, args) -> None:
+def _bare_process(barrier, queue, threads, args, kwargs) -> None:
     torch.set_flush_denormal(True)  # as the fold workers of train.run_experiment
     torch.set_num_threads(threads)
     create_model(args[0], 5)  # imports and first construction outside the timed window
     barrier.wait()
-    queue.put(bare_step(*args))
+    queue.put(bare_step(*args, **kwargs))
 
 
-def parallel_bare(workers: int, threads: int, *args) -> float:
+def parallel_bare(workers: int, threads: int, *args, **kwargs) -> float:
     """Summed images/s of ``workers`` bare steps running at once (spawned processes)."""
     ctx = multiprocessing.get_context("spawn")
     barrier, queue = ctx.Barrier(workers), ctx.Queue()
-    procs = [ctx.Process(target=_bare_process, args=(barrier, queue, threads, args))
+    procs = [ctx.Process(target=_bare_process, args=(barrier, queue, threads, args, kwargs))
              for _ in range(workers)]
     for p in procs:
         p.start()
@@ -84,6 +91,14 @@ def _data(params: config.Params):
     name = next(iter(params.experiments))
     exp = params.experiments[name]
     return name, exp, index, labels, frames.load_cache(ROOT / "data" / "frames", exp.frames, index)
+
+
+def real_batch(params: config.Params) -> torch.Tensor:
+    """The first clips of the default frame cache, resized and normalised as the loop does."""
+    *_, images = _data(params)
+    cfg = params.train
+    x = train.prepare_images(images[:cfg.batch_size], cfg.image_size, torch.device("cpu"))
+    return train.BatchAugment([], torch.Generator()).normalise(x)
 
 
 def fold_loop(params: config.Params, backbone: str, precision: str, epochs: int) -> float:
@@ -102,18 +117,21 @@ def fold_loop(params: config.Params, backbone: str, precision: str, epochs: int)
     return out["train_images"] / out["train_s"]
 
 
-def loso_run(params: config.Params, workers: int, threads: int, epochs: int) -> tuple[float, int]:
-    """Training images per elapsed second of `train.run_experiment` over 2 folds per worker."""
-    name, exp, index, labels, images = _data(params)
-    cfg = params.train
-    cfg.epochs, cfg.workers, cfg.max_folds = epochs, workers, 2 * workers
-    with tempfile.TemporaryDirectory() as tmp:
-        t0 = time.perf_counter()
-        train.run_experiment(name, exp, cfg, index, images, labels, Path(tmp) / name,
-                             progress=False, threads=threads)
-        elapsed = time.perf_counter() - t0
-        metas = [io.read_json(p) for p in (Path(tmp) / name / "folds").glob("*__seed*.json")]
-    return sum(m["train_images"] for m in metas) / elapsed, len(metas)
+def recorded_runs(params: config.Params) -> list[dict]:
+    """Training images per elapsed second of each finished LOSO run in ``results/``."""
+    rows = []
+    for name in params.experiments:
+        run = ROOT / "results" / name / "run.json"
+        if not run.is_file():
+            continue
+        info = io.read_json(run)
+        metas = [io.read_json(p) for p in (run.parent / "folds").glob("*__seed*.json")]
+        if not info.get("wall_s_this_call") or len(metas) != info.get("n_folds"):
+            continue  # resumed or partial: the elapsed time does not cover every fold
+        images = sum(m["train_images"] for m in metas)
+        rows.append({"name": name, "images": images, "elapsed": info["wall_s_this_call"],
+                     "workers": info.get("workers") or 1, "threads": info["threads"]})
+    return rows
 
 
 def main() -> None:
@@ -123,7 +141,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=params.train.image_size)
     ap.add_argument("--batch", type=int, default=params.train.batch_size)
     ap.add_argument("--steps", type=int, default=8)
-    ap.add_argument("--loop-epochs", type=int, default=2)
+    ap.add_argument("--loop-epochs", type=int, default=params.train.epochs,
+                    help="epochs of the measured fold (default: params.yaml, as a real fold)")
     ap.add_argument("--no-loop", action="store_true", help="skip the real-loop measurements")
     ap.add_argument("--no-bf16", action="store_true", help="fp32 only (e.g. 224 px on a CPU)")
     args = ap.parse_args()
@@ -136,6 +155,7 @@ def main() -> None:
     print(f"torch {torch.__version__}, {cpu}, {cores} threads, native bf16 (AVX512-BF16/AMX): "
           f"{bf16}, {args.size} px, batch {args.batch}, channels_last")
     print(f"{'backbone':22s} {'fp32 img/s':>11s} {'bf16 img/s':>11s} {'bf16/fp32':>10s}")
+    bare_step("resnet50", args.size, args.batch, "fp32", 1, warmup=1)  # first-call set-up, untimed
     for name in config.split_list(args.backbones):
         fp32 = bare_step(name, args.size, args.batch, "fp32", args.steps)
         # measured either way; without native bf16 it is emulated and slower (auto picks fp32)
@@ -147,19 +167,30 @@ def main() -> None:
     name = "seresnext50_32x4d"
     precision = "bf16" if bf16 else "fp32"
     workers, each = train.plan_workers(params.train.workers, torch.device("cpu"), cores, 26)
-    step = (name, args.size, args.batch, precision, args.steps)
+    step = (name, params.train.image_size, params.train.batch_size, precision, args.steps)
+    x = real_batch(params)
     torch.set_num_threads(each)
-    bare_one = bare_step(*step)
+    # bare step (on real frames) before and after the fold: drift of a shared machine cancels
+    bare_before = bare_step(*step, x=x)
     loop = fold_loop(params, name, precision, args.loop_epochs)
+    bare_after = bare_step(*step, x=x)
+    bare_one = (bare_before + bare_after) / 2
     print(f"one fold ({name}, {precision} as precision=auto picks, {each} thread(s) as one of "
-          f"{workers} fold worker(s), augment {params.train.augment or 'none'}): fit_fold "
-          f"{loop:.1f} img/s vs bare step {bare_one:.1f} img/s = {loop / bare_one:.2f} x "
-          f"(target >= 0.90)", flush=True)
-    bare_all = parallel_bare(workers, each, *step) if workers > 1 else bare_one
-    run, n_folds = loso_run(params, workers, cores, args.loop_epochs)
-    print(f"whole LOSO run ({n_folds} folds, {workers} worker(s) x {each} thread(s), elapsed time "
-          f"incl. process start, per-epoch test pass, Grad-CAM, files): {run:.1f} img/s vs "
-          f"{workers} bare step(s) at once {bare_all:.1f} img/s = {run / bare_all:.2f} x")
+          f"{workers} fold worker(s), {args.loop_epochs} epochs from a fresh model, augment "
+          f"{params.train.augment or 'none'}): fit_fold {loop:.1f} img/s vs bare step "
+          f"{bare_one:.1f} img/s ({bare_before:.1f} before, {bare_after:.1f} after) = "
+          f"{loop / bare_one:.2f} x (target >= 0.90)", flush=True)
+    runs = recorded_runs(params)
+    if not runs:
+        print("whole LOSO runs: none finished in results/ (run `dvc repro` for this line)")
+        return
+    bare_all = parallel_bare(workers, each, *step, x=x) if workers > 1 else bare_one
+    for r in runs:
+        rate = r["images"] / r["elapsed"]
+        print(f"whole LOSO run results/{r['name']} ({r['workers']} worker(s) x {r['threads']} "
+              f"thread(s)): {r['images']} training images in {r['elapsed'] / 60:.1f} min = "
+              f"{rate:.1f} img/s vs {workers} bare step(s) at once {bare_all:.1f} img/s = "
+              f"{rate / bare_all:.2f} x")
 
 
 if __name__ == "__main__":

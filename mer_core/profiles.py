@@ -26,12 +26,15 @@ from mer_core import config
 PROFILES_DIR = Path("profiles")
 
 
-def load_profile(name: str, directory: str | Path = PROFILES_DIR) -> dict:
+def load_profile(name: str, directory: str | Path = PROFILES_DIR, _seen: tuple = ()) -> dict:
     """The overrides of profile ``name`` (``<directory>/<name>.yaml``).
+
+    A top-level ``extends: <other>`` starts from profile ``<other>`` and applies this file's
+    keys on top (recursively merged), so a profile repeats nothing of the one it builds on.
 
     Raises:
         FileNotFoundError: no such profile (the message lists the profiles there are).
-        ValueError: the file is not a mapping.
+        ValueError: the file is not a mapping, or ``extends`` is not a name or forms a cycle.
     """
     path = Path(directory) / f"{name}.yaml"
     if not path.is_file():
@@ -41,7 +44,14 @@ def load_profile(name: str, directory: str | Path = PROFILES_DIR) -> dict:
     if not isinstance(data, dict):
         raise ValueError(f"{path}: expected a mapping of params.yaml sections, got "
                          f"{type(data).__name__}")
-    return data
+    parent = data.pop("extends", None)
+    if parent is None:
+        return data
+    if not isinstance(parent, str) or not parent:
+        raise ValueError(f"{path}: key 'extends' must be a profile name, got {parent!r}")
+    if parent in _seen + (name,):
+        raise ValueError(f"{path}: 'extends' cycle: {' -> '.join(_seen + (name, parent))}")
+    return merge(load_profile(parent, directory, _seen + (name,)), data)
 
 
 def merge(base: dict, overrides: dict) -> dict:

@@ -44,6 +44,20 @@ def test_unknown_profile_lists_the_known_ones(tmp_path):
         profiles.load_profile("nope", tmp_path)
 
 
+def test_extends_builds_on_another_profile_and_refuses_cycles(tmp_path):
+    (tmp_path / "a.yaml").write_text("train: {n_seeds: 3, epochs: 4}\n"
+                                     "experiments: {x: {frames: m}}\n")
+    (tmp_path / "b.yaml").write_text("extends: a\ntrain: {epochs: 30}\n")
+    assert profiles.load_profile("b", tmp_path) == {
+        "train": {"n_seeds": 3, "epochs": 30}, "experiments": {"x": {"frames": "m"}}}
+    (tmp_path / "a.yaml").write_text("extends: b\n")
+    with pytest.raises(ValueError, match="cycle: b -> a -> b"):
+        profiles.load_profile("b", tmp_path)
+    (tmp_path / "c.yaml").write_text("extends: [a]\n")
+    with pytest.raises(ValueError, match="c.yaml: key 'extends' must be a profile name"):
+        profiles.load_profile("c", tmp_path)
+
+
 @pytest.mark.parametrize("name", ["full", "paper"])
 def test_shipped_profiles_are_valid_params(name):
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
