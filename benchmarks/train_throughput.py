@@ -21,6 +21,7 @@ Measured in one run, one thing after the other:
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import multiprocessing
 import time
 from pathlib import Path
@@ -93,25 +94,22 @@ def _data(params: config.Params):
     return name, exp, index, labels, frames.load_cache(ROOT / "data" / "frames", exp.frames, index)
 
 
-def real_batch(params: config.Params) -> torch.Tensor:
-    """The first clips of the default frame cache, resized and normalised as the loop does."""
-    *_, images = _data(params)
-    cfg = params.train
-    x = train.prepare_images(images[:cfg.batch_size], cfg.image_size, torch.device("cpu"))
-    return train.BatchAugment([], torch.Generator()).normalise(x)
-
-
-def fold_loop(params: config.Params, backbone: str, precision: str, epochs: int) -> float:
-    """Images/s of :func:`mer_core.train.fit_fold` on the real frame cache (one LOSO fold)."""
+def frame_tensors(params: config.Params) -> tuple[torch.Tensor, np.ndarray, np.ndarray, int]:
+    """The default frame cache as the loop sees it (uint8, resized once), its classes, the test
+    mask of the first subject's fold, and the number of classes."""
     _, _, index, labels, images = _data(params)
-    cfg = params.train
-    cfg.epochs = epochs
-    x = train.prepare_images(images, cfg.image_size, torch.device("cpu"))
+    x = train.prepare_images(images, params.train.image_size, torch.device("cpu"))
     y = np.array([labels.index(v) for v in index["label"]])
-    test = (index["subject"] == index["subject"].iloc[0]).to_numpy()
+    return x, y, (index["subject"] == index["subject"].iloc[0]).to_numpy(), len(labels)
+
+
+def fold_loop(cfg: config.TrainConfig, x: torch.Tensor, y: np.ndarray, test: np.ndarray,
+              n_classes: int, backbone: str, precision: str, epochs: int) -> float:
+    """Images/s of :func:`mer_core.train.fit_fold` on the real frame cache (one LOSO fold)."""
+    cfg = dataclasses.replace(cfg, epochs=epochs)
     torch.manual_seed(0)
-    model = create_model(backbone, len(labels)).to(memory_format=torch.channels_last)
-    loss = make_loss("focal", y[~test], len(labels), gamma=cfg.focal_gamma)
+    model = create_model(backbone, n_classes).to(memory_format=torch.channels_last)
+    loss = make_loss("focal", y[~test], n_classes, gamma=cfg.focal_gamma)
     out = train.fit_fold(model, loss, x[~test], torch.from_numpy(y[~test]), x[test], y[test],
                          cfg, precision, seed=0, progress=False)
     return out["train_images"] / out["train_s"]
@@ -168,11 +166,14 @@ def main() -> None:
     precision = "bf16" if bf16 else "fp32"
     workers, each = train.plan_workers(params.train.workers, torch.device("cpu"), cores, 26)
     step = (name, params.train.image_size, params.train.batch_size, precision, args.steps)
-    x = real_batch(params)
+    frames_x, frames_y, test, n_classes = frame_tensors(params)
+    # a fixed batch of real frames, normalised as the loop does
+    x = train.BatchAugment([], torch.Generator()).normalise(frames_x[:params.train.batch_size])
     torch.set_num_threads(each)
     # bare step (on real frames) before and after the fold: drift of a shared machine cancels
     bare_before = bare_step(*step, x=x)
-    loop = fold_loop(params, name, precision, args.loop_epochs)
+    loop = fold_loop(params.train, frames_x, frames_y, test, n_classes, name, precision,
+                     args.loop_epochs)
     bare_after = bare_step(*step, x=x)
     bare_one = (bare_before + bare_after) / 2
     print(f"one fold ({name}, {precision} as precision=auto picks, {each} thread(s) as one of "

@@ -504,38 +504,36 @@ def _given(r, key) -> bool:
 def measured_lines(info: pd.DataFrame) -> list[str]:
     """Bullet lines of the per-experiment training cost (only what run.json had). With parallel
     fold workers the line leads with the elapsed time and gives the summed fold time after it."""
-    lines = []
+    lines, total, any_parallel = [], 0.0, False
     known = info[info["wall_s"].notna()]
-    parallel = [_given(r, "workers") and int(r["workers"]) > 1 and _given(r, "elapsed_s")
-                for _, r in known.iterrows()]
-    for par, (_, r) in zip(parallel, known.iterrows()):
+    for _, r in known.iterrows():
+        par = _given(r, "workers") and int(r["workers"]) > 1 and _given(r, "elapsed_s")
         extra = []
         if par:
             extra.append(f"{int(r['workers'])} fold workers in parallel, "
                          f"{r['wall_s'] / 60:.1f} min of fold time")
-        if r.get("n_folds") is not None and not pd.isna(r.get("n_folds")):
+        if _given(r, "n_folds"):
             extra.append(f"{int(r['n_folds'])} folds")
-        if r.get("mean_fold_s") is not None and not pd.isna(r.get("mean_fold_s")):
+        if _given(r, "mean_fold_s"):
             extra.append(f"{r['mean_fold_s']:.0f} s per fold")
-        if r.get("train_images_per_s") is not None and not pd.isna(r.get("train_images_per_s")):
+        if _given(r, "train_images_per_s"):
             extra.append(f"{r['train_images_per_s']:.0f} training images/s"
-                         + (" per worker" if par else ""))
-        dev = " ".join(str(r[k]) for k in ("device", "precision")
-                       if r.get(k) is not None and not pd.isna(r.get(k)))
+                         + " per worker" * par)
+        dev = " ".join(str(r[k]) for k in ("device", "precision") if _given(r, k))
+        if dev and _given(r, "threads"):
+            n = int(r["threads"])
+            dev += f", {n} thread{'s' * (n != 1)}" + " each" * par
         if dev:
-            extra.append(dev + (f", {int(r['threads'])} thread{'s' * (int(r['threads']) != 1)}"
-                                + " each" * par
-                                if r.get("threads") is not None and not pd.isna(r.get("threads"))
-                                else ""))
+            extra.append(dev)
+        took_s = float(r["elapsed_s"] if par else r["wall_s"])
+        total += took_s
+        any_parallel |= par
         tail = f" ({'; '.join(extra)})" if extra else ""
-        took = (f"{r['elapsed_s'] / 60:.1f} min elapsed" if par
-                else f"{r['wall_s'] / 60:.1f} min")
-        lines.append(f"- `{r['experiment']}`: training {took}{tail}")
+        lines.append(f"- `{r['experiment']}`: training {took_s / 60:.1f} min"
+                     f"{' elapsed' * par}{tail}")
     if len(known) > 1:
-        total = sum(float(r["elapsed_s"]) if par else float(r["wall_s"])
-                    for par, (_, r) in zip(parallel, known.iterrows()))
         lines.append(f"- all experiments: {total / 60:.1f} min of training"
-                     + (" (elapsed)" if any(parallel) else ""))
+                     + " (elapsed)" * any_parallel)
     return lines
 
 
