@@ -16,8 +16,10 @@ $(STAMP): pyproject.toml
 	$(BIN)/python -m pip install --quiet -e ".[dev]"
 	touch $(STAMP)
 
+# The README's results block is refreshed from reports/results.md after the pipeline.
 repro: setup
 	$(BIN)/dvc repro
+	$(BIN)/python -m mer_core.report readme
 
 # Profiles (profiles/<name>.yaml): params overrides run as one `dvc exp run` (README: Profiles).
 full: setup

@@ -506,10 +506,43 @@ def best_method(metrics: dict, methods) -> str:
     return min(scored, key=lambda m: metrics[m]["mae_frames"])
 
 
+def choose_per_fold(table: pd.DataFrame, subject_of: dict, methods=None) -> pd.DataFrame:
+    """The spotter of every LOSO fold, chosen on that fold's training subjects only.
+
+    For each test subject, the non-``middle`` method with the lowest MAE against the annotated
+    apexes of the OTHER subjects' clips (:func:`best_method` on :func:`score` of those rows), so
+    no fold's frames depend on its test subject's annotations.
+
+    Args:
+        table: the long apex table of :func:`score` (``sample_id``, ``method``, ``apex_pred``,
+            ``apex_annotated``).
+        subject_of: sample_id -> subject of every clip in ``table``.
+        methods: the methods in their listed order (ties: the first).
+
+    Returns:
+        DataFrame ``subject`` (every subject, sorted), ``method``, ``mae_train_frames`` (the
+        chosen method's MAE on the training subjects; None without annotations),
+        ``n_train_clips`` (scored clips of the training subjects).
+    """
+    methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
+    missing = sorted(set(table["sample_id"]) - set(subject_of))
+    if missing:
+        raise ValueError(f"apex table: no subject for sample_id(s) {missing[:3]}")
+    subj = table["sample_id"].map(subject_of)
+    rows = []
+    for s in sorted(set(subject_of.values())):
+        m = score(table[subj != s], methods=methods)
+        best = m["best"]
+        rows.append({"subject": s, "method": best,
+                     "mae_train_frames": m.get(best, {}).get("mae_frames"),
+                     "n_train_clips": m.get(best, {}).get("n_scored", 0)})
+    return pd.DataFrame(rows)
+
+
 def _r(x) -> float:
     x = float(x)
     return round(x, 4) if math.isfinite(x) else None
 
 
-__all__ = ["METHODS", "REGIONS", "DEFAULTS", "METHOD_DEFAULTS", "spot", "locate", "curve", "curves", "score", "best_method",
+__all__ = ["METHODS", "REGIONS", "DEFAULTS", "METHOD_DEFAULTS", "spot", "locate", "curve", "curves", "score", "best_method", "choose_per_fold",
            "peak", "lbp_codes", "lbp_histograms", "chi_square", "region_blocks", "prepare"]

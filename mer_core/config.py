@@ -62,12 +62,17 @@ class ApexConfig:
         _positive(where, "image_size", self.image_size)
 
 
+# Defaults: params.yaml is the one place a default is written; every default below equals it
+# (tests/test_foundation.py holds them equal), so a dataclass built without arguments, or a
+# notebook run by hand, runs the pipeline's experiment.
+
+
 @dataclass
 class TrainConfig:
-    image_size: int = 64
-    epochs: int = 10
+    image_size: int = 48
+    epochs: int = 3
     batch_size: int = 16
-    lr: float = 1e-3
+    lr: float = 0.003
     weight_decay: float = 0.05
     optimizer: str = "adamw"
     schedule: str = "onecycle"
@@ -76,11 +81,12 @@ class TrainConfig:
     focal_gamma: float = 2.0
     focal_alpha: str = "none"
     pretrained: str = ""
-    augment: str = "flip,affine,color"
+    augment: str = "flip"
     precision: str = "auto"
     folds: str = "all"
     max_folds: int = 0
     workers: int = 0
+    threads: int = 1
 
     @property
     def seeds(self) -> list[int]:
@@ -102,6 +108,9 @@ class TrainConfig:
         if not isinstance(self.workers, int) or self.workers < 0:
             raise ConfigError(f"{where}: key 'workers' must be 0 (auto) or a positive integer, "
                               f"got {self.workers!r}")
+        if not isinstance(self.threads, int) or self.threads < 1:
+            raise ConfigError(f"{where}: key 'threads' must be a positive integer (torch threads "
+                              f"of one fold), got {self.threads!r}")
 
 
 @dataclass
@@ -120,15 +129,16 @@ class ExperimentConfig:
 class EvaluateConfig:
     bootstrap: int = 1000
     ci: float = 0.95
+    reference: str = "apex_annotated"
 
     def check(self, where: str) -> None:
         if not 0 < self.ci < 1:
             raise ConfigError(f"{where}: key 'ci' must be in (0, 1), got {self.ci!r}")
+        _positive(where, "bootstrap", self.bootstrap)
 
 
 @dataclass
 class Table4Config:
-    reference: str = "apex_annotated"
     gradcam_per_class: int = 3
 
     def check(self, where: str) -> None:
@@ -276,6 +286,10 @@ def from_dict(raw: dict, source: str = "params") -> Params:
                           "{frames, backbone, loss}")
     experiments = {str(name): build(ExperimentConfig, spec, f"{source}: experiments.{name}")
                    for name, spec in exps.items()}
+    ref = sections["evaluate"].reference
+    if ref not in experiments:
+        raise ConfigError(f"{source}: evaluate: key 'reference' is {ref!r}; expected one of the "
+                          f"experiments {', '.join(experiments)}")
     return Params(experiments=experiments, **sections)
 
 

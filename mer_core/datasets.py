@@ -137,17 +137,51 @@ def frame_paths(frames_dir: str | Path, onset: int, offset: int) -> list[Path]:
     return [numbers[n] for n in range(onset, offset + 1)]
 
 
+def image_problem(path: str | Path) -> str | None:
+    """Why an image file cannot be a whole frame, from its bytes alone; None if it looks whole.
+
+    OpenCV decodes a truncated JPEG without an error (the missing rows come out grey, with only
+    a libjpeg warning on stderr), so a file is checked before it is decoded: an empty file; a
+    JPEG without its start (FF D8) or end-of-image (FF D9) marker; a PNG without its IEND chunk.
+    Trailing zero or whitespace padding after the end marker is allowed.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    if size == 0:
+        return "empty file (0 bytes)"
+    with open(path, "rb") as f:
+        head = f.read(8)
+        f.seek(max(0, size - 64))
+        tail = f.read().rstrip(b"\x00\r\n\t ")
+    suffix = path.suffix.lower()
+    if suffix in (".jpg", ".jpeg"):
+        if head[:2] != b"\xff\xd8":
+            return "not a JPEG (no start-of-image marker)"
+        if not tail.endswith(b"\xff\xd9"):
+            return f"truncated JPEG (no end-of-image marker; {size} bytes)"
+    elif suffix == ".png":
+        if head != b"\x89PNG\r\n\x1a\n":
+            return "not a PNG (bad signature)"
+        if b"IEND" not in tail[-12:]:
+            return f"truncated PNG (no IEND chunk; {size} bytes)"
+    return None
+
+
 def read_frames(paths: list[Path], gray: bool = False) -> np.ndarray:
     """Decode images into a T x H x W x 3 (RGB) or T x H x W (gray) uint8 array.
 
     Raises:
-        OSError: an image cannot be decoded (the message names the file).
+        OSError: an image is empty, truncated or cannot be decoded (the message names the file
+            and why; see :func:`image_problem`).
         ValueError: the frames do not all have the same size.
     """
     flag = cv2.IMREAD_GRAYSCALE if gray else cv2.IMREAD_COLOR
     out = []
     for p in paths:
-        img = cv2.imread(str(p), flag)
+        problem = image_problem(p)
+        if problem:
+            raise OSError(f"{p}: {problem}")
+        img = cv2.imdecode(np.fromfile(str(p), dtype=np.uint8), flag)
         if img is None:
             raise OSError(f"{p}: cannot decode image")
         if not gray:
@@ -511,9 +545,14 @@ def _validate_frames(records: list[dict], strict: bool, sheet: Path):
     """Check frames onset..offset of every clip; raise (strict) or drop and report."""
     kept, dropped, problems = [], [], []
     for r in records:
-        problem = None
+        problem, kind = None, "missing frames"
         try:
             paths = frame_paths(r["frames_dir"], r["onset"], r["offset"])
+            bad = [(p, why) for p in paths if (why := image_problem(p))]
+            if bad:
+                kind = "unreadable frames"
+                problem = (f"{bad[0][0]}: {bad[0][1]}"
+                           + (f" (and {len(bad) - 1} more frame(s))" if len(bad) > 1 else ""))
             expected = r.get("expected")
             if expected is not None:
                 wrong = [p.name for n, p in zip(range(r["onset"], r["offset"] + 1), paths)
@@ -528,7 +567,7 @@ def _validate_frames(records: list[dict], strict: bool, sheet: Path):
             kept.append(r)
         else:
             problems.append(f"{r['sample_id']} (sheet row {r['sheet_row']}): {problem}")
-            dropped.append({"sample_id": r["sample_id"], "reason": f"missing frames: {problem}"})
+            dropped.append({"sample_id": r["sample_id"], "reason": f"{kind}: {problem}"})
     if problems and strict:
         shown = "\n  ".join(problems[:5])
         more = f"\n  ... and {len(problems) - 5} more" if len(problems) > 5 else ""

@@ -10,10 +10,14 @@ Frame strategies (Table 4 rows; :func:`all_strategies`):
 - ``middle``: frame ``onset + (offset - onset) // 2``;
 - ``random``: a frame drawn uniformly from onset..offset, seeded by ``random_seed`` and the
   sample id (reproducible per clip, independent of the clip's position in the index);
-- ``annotated``: the annotated apex; a clip with no valid annotation (NA apex) takes the
-  ``spotted:best`` frame and its ``source`` says so (counted in the stage report);
+- ``annotated``: the annotated apex; a clip with no valid annotation (NA apex) takes the apex
+  of the spotter chosen for the fold (below) and its ``source`` says so (counted in the report);
 - ``spotted:<method>``: the apex found by that spotter;
-- ``spotted:best``: the spotter (not ``middle``) with the lowest MAE against the annotations.
+- ``spotted:best``: per LOSO fold, the spotter (not ``middle``) with the lowest MAE against the
+  annotations of that fold's TRAINING subjects (:func:`mer_core.apex.choose_per_fold`), so the
+  frames a fold sees never depend on its test subject's annotations. It has no cache file of
+  its own: :func:`load_fold_frames` assembles it per fold from the ``spotted:<method>`` caches
+  and ``spotter_choice.csv``.
 
 Face crop: aligned data (synthetic, CASME II ``Cropped``) is only resized to ``image_size``;
 raw frames get OpenCV's bundled Haar cascade on the onset frame and ONE fixed square box per clip
@@ -24,8 +28,12 @@ Outputs (all written atomically):
 
 - ``data/frames/<stem>.npy`` uint8 N x S x S x 3 (RGB) and ``data/frames/<stem>.csv``
   (``sample_id``, ``frame``, ``source``), ``stem = strategy.replace(":", "-")``;
+- ``data/frames/spotter_choice.csv``: ``subject`` (the fold's test subject), ``method``,
+  ``mae_train_frames``, ``n_train_clips``;
 - ``data/apex.csv``: ``sample_id``, ``method``, ``apex_pred``, ``apex_annotated`` (frame numbers);
-- ``reports/apex_metrics.json``: :func:`mer_core.apex.score` of every method and ``best``;
+- ``reports/apex_metrics.json``: :func:`mer_core.apex.score` of every method over all clips
+  (``best`` there is descriptive only: it chooses nothing) and ``per_fold`` (how many folds
+  chose each spotter);
 - ``data/apex_report.json``: what happened (skipped clips, centre-cropped clips, annotated
   fallbacks, timings).
 
@@ -62,6 +70,8 @@ from mer_core.datasets import frame_paths, read_frames
 logger = logging.getLogger(__name__)
 
 BASE_STRATEGIES = ("onset", "middle", "random", "annotated")
+PER_FOLD = "spotted:best"
+CHOICE_CSV = "spotter_choice.csv"
 REPORT_JSON = "data/apex_report.json"
 
 
@@ -85,8 +95,9 @@ def strategy_stem(name: str) -> str:
 
 
 def all_strategies(methods) -> list[str]:
-    """Every strategy the stage caches for these spotting methods, in a fixed order."""
-    return list(BASE_STRATEGIES) + [f"spotted:{m}" for m in methods] + ["spotted:best"]
+    """Every strategy the stage caches for these spotting methods, in a fixed order
+    (``spotted:best`` is assembled per fold from the ``spotted:<method>`` caches)."""
+    return list(BASE_STRATEGIES) + [f"spotted:{m}" for m in methods]
 
 
 def random_index(sample_id: str, n_frames: int, seed: int = 0) -> int:
@@ -392,7 +403,12 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     table = pd.DataFrame(rows)
     table["apex_annotated"] = table["apex_annotated"].astype("Int64")
     metrics = apex_mod.score(table, fps=fps, methods=methods)
-    best = metrics["best"]
+    best = metrics["best"]  # over every clip: described in the report, chooses nothing
+    subject_of = dict(zip(index["sample_id"].astype(str), index["subject"].astype(str)))
+    kept_subject = {r["sample_id"]: subject_of[r["sample_id"]] for r in kept}
+    choice = apex_mod.choose_per_fold(table, kept_subject, methods)
+    fold_method = dict(zip(choice["subject"], choice["method"]))
+    metrics["per_fold"] = {m: int(n) for m, n in choice["method"].value_counts().items()}
     io.write_csv(apex_csv, table)
     io.write_json(metrics_json, metrics)
 
@@ -403,12 +419,12 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         arrays, ids = [], []
         for r in kept:
             key, source = strategy, strategy
-            if strategy == "spotted:best":
-                key = f"spotted:{best}"
-                source = f"spotted:{best}"
-            elif strategy == "annotated" and "annotated" not in r["picks"]:
-                key = f"spotted:{best}"
-                source = f"spotted:{best} (annotated apex NA)"
+            if strategy == "annotated" and "annotated" not in r["picks"]:
+                # the spotter of the clip's own fold (chosen without its subject); when the clip
+                # trains another fold, load_fold_frames swaps in that fold's spotter
+                m = fold_method[kept_subject[r["sample_id"]]]
+                key = f"spotted:{m}"
+                source = f"spotted:{m} (annotated apex NA; spotter of the clip's fold)"
             elif strategy == "random":
                 source = f"random (seed {apex_cfg.random_seed})"
             i = r["picks"][key]
@@ -418,6 +434,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         stem = strategy_stem(strategy)
         io.write_npy(frames_dir / f"{stem}.npy", np.stack(arrays).astype(np.uint8))
         io.write_csv(frames_dir / f"{stem}.csv", pd.DataFrame(ids))
+    io.write_csv(frames_dir / CHOICE_CSV, choice)
     for r in kept:
         if "annotated" not in r["picks"]:
             fallback.append(r["sample_id"])
@@ -428,7 +445,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
 
     report = {
         "dataset": dataset_info.get("description", dataset_info.get("dataset", "")),
-        "aligned": aligned, "fps": fps, "methods": methods, "best": best,
+        "aligned": aligned, "fps": fps, "methods": methods, "best_all_clips": best,
         "options": {m: {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in apex_mod._options(opts, m).items()}
                     for m in methods if m != "middle"},
@@ -437,7 +454,10 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         "strict": bool(strict), "max_clips": int(max_clips or 0),
         "n_index": int(len(index)), "n_cached": len(kept), "n_frames": int(sum(r["n_frames"] for r in kept)),
         "skipped": skipped, "no_face_centre_crop": no_face,
-        "annotated_fallback": {"strategy": f"spotted:{best}", "clips": fallback},
+        "annotated_fallback": {"strategy": "spotted:best (the spotter of each fold)",
+                               "clips": fallback},
+        "spotter_choice": {"file": CHOICE_CSV, "per_fold": metrics["per_fold"],
+                           "rule": "per fold: lowest MAE on the training subjects' clips"},
         "strategies": {s: f"{strategy_stem(s)}.npy" for s in all_strategies(methods)},
         "frames_dir": str(frames_dir),
         "seconds": {"spot_and_crop": round(t_spot, 2),
@@ -479,6 +499,9 @@ def load_cache(frames_dir: str | Path, strategy: str, index) -> np.ndarray:
             (the message names the first missing, extra or misplaced ids).
     """
     frames_dir = Path(frames_dir)
+    if strategy == PER_FOLD:
+        raise ValueError(f"{strategy}: chosen per LOSO fold, so it has no single cache; use "
+                         f"load_fold_frames({str(frames_dir)!r}, {strategy!r}, index)")
     ids = cached_ids(frames_dir, strategy)["sample_id"].tolist()
     npy = frames_dir / f"{strategy_stem(strategy)}.npy"
     if not npy.is_file():
@@ -506,6 +529,93 @@ def load_cache(frames_dir: str | Path, strategy: str, index) -> np.ndarray:
     return arr
 
 
+class FoldFrames:
+    """The frames of one strategy for every LOSO fold, aligned with the index.
+
+    Most strategies give every fold the same array. ``spotted:best`` (and ``annotated`` when a
+    clip has no annotated apex) depend on the spotter chosen for the fold, so each fold gets
+    the variant of its spotter: ``for_fold(subject)``.
+
+    Attributes:
+        variants: name -> uint8 N x S x S x 3 array (one row per index row).
+        choice: test subject -> variant name (a subject not listed gets ``default``).
+        default: the variant of subjects missing from ``choice`` (None: every subject listed).
+    """
+
+    def __init__(self, variants: dict, choice: dict | None = None, default: str | None = None):
+        if not variants:
+            raise ValueError("FoldFrames: no arrays")
+        shapes = {v.shape for v in variants.values()}
+        if len(shapes) != 1:
+            raise CacheMismatchError(f"FoldFrames: variants of different shapes {shapes}")
+        self.variants = dict(variants)
+        self.choice = dict(choice or {})
+        self.default = default if default is not None or self.choice else next(iter(variants))
+
+    def key(self, subject: str) -> str:
+        """The variant that the fold testing ``subject`` uses."""
+        if subject in self.choice:
+            return self.choice[subject]
+        if self.default is None:
+            raise KeyError(f"no spotter was chosen for the fold of subject {subject!r} "
+                           f"(spotter_choice.csv lists {sorted(self.choice)})")
+        return self.default
+
+    def for_fold(self, subject: str) -> np.ndarray:
+        return self.variants[self.key(subject)]
+
+    @property
+    def shape(self) -> tuple:
+        return next(iter(self.variants.values())).shape
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+
+def spotter_choice(frames_dir: str | Path) -> dict[str, str]:
+    """test subject -> spotter chosen on that fold's training subjects (``spotter_choice.csv``).
+
+    Raises:
+        FileNotFoundError: the apex stage has not written the file (names it).
+    """
+    path = Path(frames_dir) / CHOICE_CSV
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: the per-fold spotter choice is missing (run the apex "
+                                "stage first)")
+    df = pd.read_csv(path, dtype={"subject": str, "method": str}, keep_default_na=False)
+    return dict(zip(df["subject"], df["method"]))
+
+
+def load_fold_frames(frames_dir: str | Path, strategy: str, index) -> FoldFrames:
+    """The frames of ``strategy`` for every fold, checked against the index.
+
+    ``spotted:best``: the ``spotted:<method>`` cache of each fold's chosen spotter.
+    ``annotated``: the annotated cache, whose clips without an annotated apex take the apex of
+    the fold's chosen spotter. Every other strategy: one array for all folds.
+
+    Raises:
+        FileNotFoundError, CacheMismatchError: as :func:`load_cache`.
+    """
+    if strategy != PER_FOLD and strategy != "annotated":
+        return FoldFrames({strategy: load_cache(frames_dir, strategy, index)})
+    choice = spotter_choice(frames_dir)
+    methods = sorted(set(choice.values()))
+    spotted = {m: load_cache(frames_dir, f"spotted:{m}", index) for m in methods}
+    if strategy == PER_FOLD:
+        return FoldFrames({f"spotted:{m}": a for m, a in spotted.items()},
+                          {s: f"spotted:{m}" for s, m in choice.items()})
+    base = load_cache(frames_dir, "annotated", index)
+    na = ~cached_ids(frames_dir, "annotated")["source"].eq("annotated").to_numpy()
+    if not na.any():
+        return FoldFrames({"annotated": base})
+    variants = {}
+    for m, arr in spotted.items():
+        v = base.copy()
+        v[na] = arr[na]
+        variants[f"annotated|spotted:{m}"] = v
+    return FoldFrames(variants, {s: f"annotated|spotted:{m}" for s, m in choice.items()})
+
+
 def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> dict:
     """Curves of one index row (for plots): ``{"frames": numbers, method: curve, ...}``."""
     opts = dict(options)
@@ -524,4 +634,5 @@ def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> d
 __all__ = ["BASE_STRATEGIES", "FaceNotFoundWarning", "FaceDetectorUnavailable", "haar_available", "ClipReadError", "CacheMismatchError",
            "strategy_stem", "all_strategies", "random_index", "detect_face", "square_box",
            "centre_box", "face_box", "crop", "read_clip", "process_clip", "build_apex_stage",
-           "cached_ids", "load_cache", "clip_curves"]
+           "cached_ids", "load_cache", "clip_curves", "FoldFrames", "spotter_choice",
+           "load_fold_frames", "PER_FOLD"]

@@ -75,6 +75,19 @@ def write_npy(path: str | Path, array: np.ndarray) -> Path:
     return Path(path)
 
 
+SCRATCH = "scratch"
+
+
+def announce_outputs(**paths) -> None:
+    """Print where a notebook writes: a run by hand or through papermill without output paths
+    writes under ``scratch/``, never into ``data/``, ``results/`` or ``reports/``, which only
+    the DVC stages pass."""
+    scratch = all(Path(p).parts[:1] == (SCRATCH,) for p in paths.values())
+    print("outputs: " + ", ".join(f"{k}={v}" for k, v in paths.items())
+          + (" (scratch folder: the pipeline's files are untouched; dvc.yaml passes their paths)"
+             if scratch else ""))
+
+
 def read_json(path: str | Path):
     with open(path) as f:
         return json.load(f)

@@ -11,7 +11,13 @@ Conventions (the MEGC convention, used for every headline number of this project
   every class is present, so this only matters for bootstrap resamples and tiny smoke runs.
 * **UAR** (unweighted average recall) = mean of ``TP_c / N_c`` over the classes with
   ``N_c > 0`` in ``y_true`` (recall of an absent class is undefined and is left out).
-* Intervals are percentile bootstrap intervals over clips (the clip is the resampled unit).
+* **Intervals resample subjects.** Clips of one subject share a face, a recording session and
+  a fold's model, so they are not independent: :func:`subject_bootstrap` draws subjects with
+  replacement and takes all their clips (a cluster bootstrap), scoring every row of a table on
+  the SAME resamples, so the interval of a difference between two rows (paired by clip) comes
+  from the same draws. :func:`bootstrap_ci` (clips as the unit) is kept to show how much
+  narrower, and wrong, the clip-level interval is.
+* **Several comparisons.** McNemar p-values of a table are Holm-adjusted (:func:`holm`).
 
 Several seeds: ``predictions.csv`` holds one block of rows per seed. Headline numbers are the
 mean over seeds of the per-seed pooled metrics; :func:`seed_summary` gives mean +- std.
@@ -201,6 +207,121 @@ def bootstrap_ci(y_true, y_pred, labels: Sequence[str], n: int = 1000, ci: float
     alpha = (1 - ci) / 2
     return {m: (float(np.quantile(v, alpha)), float(np.quantile(v, 1 - alpha)))
             for m, v in values.items()}
+
+
+def _aligned(predictions: Mapping[str, pd.DataFrame]) -> tuple[list[str], np.ndarray, dict]:
+    """Sample ids (sorted), subject of each, and name -> S x N predicted names in that order."""
+    names = list(predictions)
+    first = predictions[names[0]]
+    first = first[first["seed"] == first["seed"].min()].sort_values("sample_id")
+    ids = first["sample_id"].astype(str).tolist()
+    subjects = first["subject"].astype(str).to_numpy()
+    y_true = first["y_true"].astype(str).to_numpy(dtype=object)
+    preds = {}
+    for name in names:
+        df = check_predictions(predictions[name], name)
+        blocks = []
+        for s, g in df.groupby("seed", sort=True):
+            g = g.set_index(g["sample_id"].astype(str))
+            if sorted(g.index) != ids:
+                raise ValueError(f"{name} seed {s}: predicts {len(g)} clips, {names[0]} "
+                                 f"{len(ids)} (or other ids); a table compares the same clips")
+            blocks.append(g.loc[ids, "y_pred"].astype(str).to_numpy(dtype=object))
+        preds[name] = np.stack(blocks)
+    return ids, subjects, {"y_true": y_true, **preds}
+
+
+def subject_bootstrap(predictions: Mapping[str, pd.DataFrame], labels: Sequence[str],
+                      n: int = 1000, ci: float = 0.95, seed: int = 0,
+                      reference: str | None = None,
+                      metrics: Iterable[str] = ("accuracy", "uf1", "uar")) -> dict:
+    """Subject-level (cluster) bootstrap of every row of a table, with paired differences.
+
+    Each resample draws the test subjects with replacement (as many as there are) and takes all
+    clips of each draw; every row is scored on the same resamples (mean over its seeds, as the
+    headline), so ``row - reference`` per resample gives the interval of the paired difference.
+
+    Args:
+        predictions: name -> predictions table (``sample_id``, ``subject``, ``y_true``,
+            ``y_pred``, ``seed``); every table covers the same clips.
+        labels: the protocol's classes.
+        n: number of resamples.
+        ci: coverage (0.95 -> 2.5th and 97.5th percentiles).
+        seed: NumPy seed; same seed, same subjects drawn, same intervals.
+        reference: the row every other row is compared with (None: no differences).
+        metrics: which of accuracy, uf1, uar, weighted_f1.
+
+    Returns:
+        ``{name: {m_ci_low, m_ci_high, and unless name is the reference: m_diff (point
+        difference to the reference), m_diff_ci_low, m_diff_ci_high}}`` plus the key
+        ``"_bootstrap"``: ``{"unit": "subject", "n_subjects", "n_resamples", "ci_level",
+        "seed", "reference"}``.
+
+    Raises:
+        ValueError: tables that cover different clips, an unknown reference, no clips.
+    """
+    if reference is not None and reference not in predictions:
+        raise ValueError(f"reference {reference!r} is not among the rows {list(predictions)}")
+    if not 0 < ci < 1:
+        raise ValueError(f"ci must be in (0, 1), got {ci}")
+    labels, metrics = list(labels), list(metrics)
+    k = len(labels)
+    ids, subjects, arrays = _aligned(predictions)
+    if not ids:
+        raise ValueError("no predictions to bootstrap")
+    names_g, g = np.unique(subjects, return_inverse=True)
+    n_g = len(names_g)
+    t = encode(arrays.pop("y_true"), labels, "y_true")
+    rng = np.random.default_rng(seed)
+    draws = rng.integers(0, n_g, size=(n, n_g))
+    w = np.zeros((n, n_g))
+    np.add.at(w, (np.repeat(np.arange(n), n_g), draws.ravel()), 1)   # n x G subject counts
+    alpha = (1 - ci) / 2
+    values, points = {}, {}
+    for name, pred in arrays.items():
+        p = encode(pred.ravel(), labels, name).reshape(pred.shape)
+        s_count = p.shape[0]
+        # per seed and subject: confusion counts (S x G x K*K)
+        cell = (np.arange(s_count)[:, None] * n_g + g[None, :]) * (k * k) + t[None, :] * k + p
+        per = np.bincount(cell.ravel(), minlength=s_count * n_g * k * k).reshape(
+            s_count, n_g, k * k).astype(np.float64)
+        cm = np.einsum("bg,sgc->sbc", w, per).reshape(s_count, n, k, k)
+        sc = _scores(cm)
+        full = _scores(per.sum(axis=1).reshape(s_count, k, k))
+        values[name] = {m: np.nanmean(sc[m], axis=0) for m in metrics}
+        points[name] = {m: float(np.nanmean(full[m])) for m in metrics}
+    out: dict = {}
+    for name in arrays:
+        row = {}
+        for m in metrics:
+            v = values[name][m]
+            row[f"{m}_ci_low"] = float(np.nanquantile(v, alpha))
+            row[f"{m}_ci_high"] = float(np.nanquantile(v, 1 - alpha))
+            if reference is not None and name != reference:
+                d = v - values[reference][m]
+                row[f"{m}_diff"] = points[name][m] - points[reference][m]
+                row[f"{m}_diff_ci_low"] = float(np.nanquantile(d, alpha))
+                row[f"{m}_diff_ci_high"] = float(np.nanquantile(d, 1 - alpha))
+        out[name] = row
+    out["_bootstrap"] = {"unit": "subject", "n_subjects": int(n_g), "n_resamples": int(n),
+                         "ci_level": float(ci), "seed": int(seed), "reference": reference}
+    return out
+
+
+def holm(p_values: Sequence[float | None]) -> list[float | None]:
+    """Holm-Bonferroni adjusted p-values (same order; None stays None).
+
+    The i-th smallest of m p-values becomes ``max_{j <= i} min(1, (m - j + 1) p_(j))``: the
+    family-wise error rate over the table's comparisons stays at the nominal level.
+    """
+    present = [(i, float(p)) for i, p in enumerate(p_values) if p is not None and not pd.isna(p)]
+    m = len(present)
+    out: list[float | None] = [None] * len(p_values)
+    running = 0.0
+    for rank, (i, p) in enumerate(sorted(present, key=lambda x: x[1])):
+        running = max(running, min(1.0, (m - rank) * p))
+        out[i] = running
+    return out
 
 
 # ----------------------------------------------------------------------------------------------
@@ -542,13 +663,15 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
 
 def evaluate_predictions(pred_df: pd.DataFrame, labels: Sequence[str], n_boot: int = 1000,
                          ci: float = 0.95, seed: int = 0) -> dict:
-    """All numbers of one experiment: headline (mean over seeds), intervals, std, fold averages.
+    """All numbers of one experiment: headline (mean over seeds), std, fold averages, and the
+    clip-level bootstrap interval (``<m>_clip_ci_*``, for contrast only).
 
     Returns:
-        ``{accuracy, uf1, uar, weighted_f1, <m>_ci_low, <m>_ci_high, <m>_std, fold_avg_*,
-        n_folds, f1_<class>, recall_<class>, n, n_bootstrap, ci_level, n_seeds, seeds}``;
+        ``{accuracy, uf1, uar, weighted_f1, <m>_clip_ci_low, <m>_clip_ci_high, <m>_std,
+        fold_avg_*, n_folds, f1_<class>, recall_<class>, n, n_subjects, n_seeds, seeds}``;
         ``n`` counts clips (not clip x seed); ``seeds`` is a comma-separated string;
-        ``<m>_std`` is None for a single seed.
+        ``<m>_std`` (sample std over seeds) is None for a single seed. The headline intervals
+        (subject bootstrap) come from :func:`evaluate_experiments`.
     """
     labels = list(labels)
     check_predictions(pred_df)
@@ -566,7 +689,7 @@ def evaluate_predictions(pred_df: pd.DataFrame, labels: Sequence[str], n_boot: i
     for m, (lo, hi) in bootstrap_ci(first["y_true"].to_numpy(dtype=object), y_pred, labels,
                                     n=n_boot, ci=ci, seed=seed,
                                     metrics=HEADLINE).items():
-        out[f"{m}_ci_low"], out[f"{m}_ci_high"] = lo, hi
+        out[f"{m}_clip_ci_low"], out[f"{m}_clip_ci_high"] = lo, hi
     summary = seed_summary(pred_df, labels)
     for m in HEADLINE:
         sd = summary.loc[m, "std"]
@@ -576,7 +699,7 @@ def evaluate_predictions(pred_df: pd.DataFrame, labels: Sequence[str], n_boot: i
         out[k] = float(np.mean([f[k] for f in folds]))
     out["n_folds"] = folds[0]["n_folds"]
     out["n"] = int(len(first))
-    out["n_bootstrap"], out["ci_level"] = int(n_boot), float(ci)
+    out["n_subjects"] = int(first["subject"].nunique())
     out["n_seeds"] = len(seeds)
     out["seeds"] = ",".join(map(str, seeds))
     return out
@@ -585,13 +708,16 @@ def evaluate_predictions(pred_df: pd.DataFrame, labels: Sequence[str], n_boot: i
 def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequence[str],
                          labels: Sequence[str], reports_dir: str | Path = "reports",
                          n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
-                         progress: bool = True) -> dict:
+                         reference: str | None = None, progress: bool = True) -> dict:
     """Score every experiment and write the DVC metrics and plots files.
 
     Writes (atomically):
 
     * ``<reports_dir>/metrics.json``: ``{experiment: evaluate_predictions(...) + frames,
-      backbone, loss}`` (DVC metrics, so ``dvc metrics diff`` compares runs);
+      backbone, loss + the subject-bootstrap intervals m_ci_low/high and, against
+      ``reference``, the paired differences m_diff, m_diff_ci_low/high (see
+      :func:`subject_bootstrap`) + n_bootstrap, ci_level, ci_unit, diff_reference}`` (DVC
+      metrics, so ``dvc metrics diff`` compares runs);
     * ``<reports_dir>/plots/confusion_<experiment>.csv``: columns ``actual, predicted``, one row
       per clip of the smallest seed (DVC plots, ``template: confusion``).
 
@@ -602,30 +728,45 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
         labels: the protocol's classes (``data/dataset.json`` "labels").
         reports_dir: output folder.
         n_boot, ci, seed: bootstrap settings.
+        reference: the experiment every other one is compared with (None: the first; a name
+            that was not run raises).
 
     Returns:
         The metrics dict written to ``metrics.json``.
 
     Raises:
         FileNotFoundError: an experiment has no predictions.
+        ValueError: an unknown reference, or experiments that predict different clips.
     """
     from tqdm import tqdm
 
     results_dir, reports_dir = Path(results_dir), Path(reports_dir)
     names = list(experiments)
-    out = {}
+    if reference is not None and reference not in names:
+        raise ValueError(f"evaluate.reference {reference!r} is not an experiment "
+                         f"({', '.join(names)})")
+    reference = reference or names[0]
+    out, preds = {}, {}
     for name in tqdm(names, desc="evaluate", disable=not progress):
         pred = read_predictions(results_dir / name / "predictions.csv")
+        preds[name] = pred
         m = evaluate_predictions(pred, labels, n_boot=n_boot, ci=ci, seed=seed)
         if isinstance(experiments, Mapping):
             spec = experiments[name]
             for key in ("frames", "backbone", "loss"):
                 m[key] = spec[key] if isinstance(spec, Mapping) else getattr(spec, key)
-        out[name] = _json_safe(m)
+        out[name] = m
         first = pred[pred["seed"] == pred["seed"].min()].sort_values("sample_id")
         io.write_csv(reports_dir / "plots" / f"confusion_{name}.csv",
                      pd.DataFrame({"actual": first["y_true"].to_numpy(),
                                    "predicted": first["y_pred"].to_numpy()}))
+    boot = subject_bootstrap(preds, labels, n=n_boot, ci=ci, seed=seed, reference=reference,
+                             metrics=HEADLINE)
+    for name in names:
+        out[name].update(boot[name])
+        out[name].update(n_bootstrap=int(n_boot), ci_level=float(ci), ci_unit="subject",
+                         diff_reference=reference)
+        out[name] = _json_safe(out[name])
     io.write_json(reports_dir / "metrics.json", out)
     return out
 
@@ -636,7 +777,7 @@ def _json_safe(d: dict) -> dict:
 
 
 __all__ = [
-    "compute", "fold_average", "bootstrap_ci", "majority_class", "majority_baseline",
+    "compute", "fold_average", "bootstrap_ci", "subject_bootstrap", "holm", "majority_class", "majority_baseline",
     "per_seed", "seed_summary", "mcnemar_exact", "paired_correct", "leakage_folds",
     "leakage_table", "per_subject_accuracy", "confusion_frame", "confusion_counts", "encode",
     "labels_from_predictions", "read_predictions", "check_predictions", "evaluate_predictions",

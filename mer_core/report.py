@@ -12,7 +12,8 @@ Tables (only rows whose experiments exist in ``metrics.json``):
 * ``loss``: cross-entropy, class-weighted CE, focal on annotated apex + SE-ResNeXt-50;
 
 each with a majority-class reference row and McNemar's exact test against the reference
-experiment (``params.yaml: table4.reference``).
+experiment (``params.yaml: evaluate.reference``), Holm-adjusted, and the paired subject-bootstrap
+difference of every row to it.
 
 CLI: ``python -m mer_core.report readme [--readme README.md] [--results reports/results.md]``
 copies ``reports/results.md`` between the README's results markers.
@@ -55,15 +56,25 @@ PAPER_NOTE = ("The paper's own Table 4 numbers are not public (only its abstract
 # Row selection
 # ----------------------------------------------------------------------------------------------
 def frame_label(frames: str, best_spotter: str | None = None) -> str:
-    """Human name of a frame strategy (``spotted:best`` names the best spotter when known)."""
+    """Human name of a frame strategy; ``best_spotter`` describes the per-fold spotter choice
+    of ``spotted:best`` (e.g. "frame_diff in 26 of 26 folds", :func:`spotter_summary`)."""
     if frames.startswith("spotted:"):
         method = frames.split(":", 1)[1]
         if method == "best":
-            return f"Spotted apex (best spotter: {best_spotter})" if best_spotter \
-                else "Spotted apex (best spotter)"
+            return f"Spotted apex (spotter per fold: {best_spotter})" if best_spotter \
+                else "Spotted apex (spotter chosen per fold)"
         return f"Spotted apex ({method})"
     return {"onset": "Onset frame", "middle": "Middle frame", "random": "Random frame",
             "annotated": "Annotated apex"}.get(frames, frames)
+
+
+def spotter_summary(per_fold: Mapping[str, int] | None) -> str | None:
+    """``{"frame_diff": 25, "lbp": 1}`` -> "frame_diff in 25, lbp in 1 of 26 folds"."""
+    if not per_fold:
+        return None
+    total = sum(per_fold.values())
+    parts = [f"{m} in {n}" for m, n in sorted(per_fold.items(), key=lambda x: (-x[1], x[0]))]
+    return ", ".join(parts) + f" of {total} folds"
 
 
 def _spec(metrics_or_spec, key):
@@ -105,6 +116,31 @@ def select_rows(specs: Mapping, table: str, best_spotter: str | None = None
 # ----------------------------------------------------------------------------------------------
 # Table assembly (numeric)
 # ----------------------------------------------------------------------------------------------
+def reference_of(metric_map: Mapping[str, Mapping]) -> str:
+    """The reference experiment that ``metrics.json``'s paired differences are taken against.
+
+    Raises:
+        ValueError: the entries name no reference, or different ones.
+    """
+    refs = {m.get("diff_reference") for m in metric_map.values()}
+    if len(refs) != 1 or None in refs:
+        raise ValueError(f"metrics.json: expected one diff_reference in every entry, got {refs} "
+                         f"(rerun the evaluate stage)")
+    ref = refs.pop()
+    if ref not in metric_map:
+        raise ValueError(f"metrics.json: the reference {ref!r} has no entry")
+    return ref
+
+
+def summary_columns(summary: pd.DataFrame) -> list[str]:
+    """The columns of ``metrics.json`` worth a first look, in reading order."""
+    cols = ["frames", "backbone", "loss", "n", "n_subjects", "n_seeds"]
+    for m in metrics.HEADLINE:
+        cols += [m] + [f"{m}{s}" for s in ("_ci_low", "_ci_high", "_clip_ci_low", "_clip_ci_high",
+                                           "_std", "_diff", "_diff_ci_low", "_diff_ci_high")]
+    return [c for c in cols if c in summary.columns]
+
+
 def load_predictions(results_dir: str | Path, names: Sequence[str]) -> dict[str, pd.DataFrame]:
     """``results/<name>/predictions.csv`` of every name (raises if one is missing)."""
     return {n: metrics.read_predictions(Path(results_dir) / n / "predictions.csv")
@@ -112,19 +148,36 @@ def load_predictions(results_dir: str | Path, names: Sequence[str]) -> dict[str,
 
 
 def majority_row(y_true, labels: Sequence[str], n_boot: int = 1000, ci: float = 0.95,
-                 seed: int = 0, sample_ids=None) -> dict:
-    """Numeric row of the majority-class reference (pooled majority, bootstrap intervals).
+                 seed: int = 0, sample_ids=None, subjects=None,
+                 reference_pred: pd.DataFrame | None = None, reference: str | None = None) -> dict:
+    """Numeric row of the majority-class reference, with subject-bootstrap intervals.
 
-    ``sample_ids`` (aligned with ``y_true``) lets :func:`build_table` test the row against the
-    reference experiment with McNemar."""
+    Given ``subjects`` (aligned with ``y_true``), the intervals resample subjects, on the same
+    resamples as :func:`mer_core.metrics.subject_bootstrap` draws for the experiments (same
+    seed, same subjects), and with ``reference_pred`` the row's paired difference to the
+    reference experiment comes from those resamples too. Without subjects: clip bootstrap.
+    ``sample_ids`` lets :func:`build_table` test the row against the reference with McNemar."""
     base = metrics.majority_baseline(y_true, labels)
     row = {"row": f"Majority class (always '{base['majority_class']}')",
            "experiment": "majority_class", "frames": "", "backbone": "", "loss": "",
            "n": base["n"], "n_seeds": 1, "is_baseline": True}
-    cis = metrics.bootstrap_ci(y_true, base["y_pred"], labels, n=n_boot, ci=ci, seed=seed)
     for m, _ in METRIC_COLUMNS:
         row[m] = base[m]
-        row[f"{m}_ci_low"], row[f"{m}_ci_high"] = cis[m]
+    if subjects is not None and sample_ids is not None:
+        maj = pd.DataFrame({"sample_id": [str(x) for x in sample_ids],
+                            "subject": [str(x) for x in subjects], "y_true": list(y_true),
+                            "y_pred": base["y_pred"], "seed": 0})
+        tables = {"majority_class": maj}
+        if reference_pred is not None and reference is not None:
+            tables[reference] = reference_pred
+        boot = metrics.subject_bootstrap(tables, labels, n=n_boot, ci=ci, seed=seed,
+                                         reference=reference if len(tables) > 1 else None,
+                                         metrics=[m for m, _ in METRIC_COLUMNS])
+        row.update(boot["majority_class"])
+    else:
+        cis = metrics.bootstrap_ci(y_true, base["y_pred"], labels, n=n_boot, ci=ci, seed=seed)
+        for m, _ in METRIC_COLUMNS:
+            row[f"{m}_ci_low"], row[f"{m}_ci_high"] = cis[m]
     row["_y_pred"] = base["y_pred"]
     row["_sample_id"] = None if sample_ids is None else [str(x) for x in sample_ids]
     return row
@@ -146,9 +199,11 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
 
     Returns:
         DataFrame with columns table, row, experiment, frames, backbone, loss, and for m in
-        accuracy, uf1, uar: m, m_ci_low, m_ci_high, m_std; n, n_seeds, is_reference,
-        is_baseline, mcnemar_b (row right & reference wrong), mcnemar_c, mcnemar_p,
-        mcnemar_seed. Values are fractions (accuracy too).
+        accuracy, uf1, uar: m, m_ci_low, m_ci_high, m_std, m_diff, m_diff_ci_low,
+        m_diff_ci_high (paired difference to the reference, subject bootstrap); n, n_seeds,
+        is_reference, is_baseline, mcnemar_b (row right & reference wrong), mcnemar_c,
+        mcnemar_p, mcnemar_p_holm (Holm-adjusted over the table's tests), mcnemar_seed.
+        Values are fractions (accuracy too).
     """
     out = []
     can_test = predictions is not None and reference is not None and reference in predictions
@@ -158,8 +213,9 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
              **{k: m.get(k, "") for k in ("frames", "backbone", "loss")}}
         for k, _ in METRIC_COLUMNS:
             r[k] = m[k]
-            r[f"{k}_ci_low"], r[f"{k}_ci_high"] = m.get(f"{k}_ci_low"), m.get(f"{k}_ci_high")
-            r[f"{k}_std"] = m.get(f"{k}_std")
+            for suffix in ("_ci_low", "_ci_high", "_std", "_diff", "_diff_ci_low",
+                           "_diff_ci_high"):
+                r[f"{k}{suffix}"] = m.get(f"{k}{suffix}")
         r.update(n=m.get("n"), n_seeds=m.get("n_seeds", 1), is_reference=name == reference,
                  is_baseline=False)
         if can_test and name != reference and name in predictions:
@@ -184,10 +240,13 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
         out.append(r)
     cols = ["table", "row", "experiment", "frames", "backbone", "loss"]
     for k, _ in METRIC_COLUMNS:
-        cols += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_std"]
+        cols += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_std", f"{k}_diff", f"{k}_diff_ci_low",
+                 f"{k}_diff_ci_high"]
     cols += ["n", "n_seeds", "is_reference", "is_baseline", "mcnemar_b", "mcnemar_c",
-             "mcnemar_p", "mcnemar_seed"]
-    return pd.DataFrame(out).reindex(columns=cols)
+             "mcnemar_p", "mcnemar_p_holm", "mcnemar_seed"]
+    df = pd.DataFrame(out).reindex(columns=cols)
+    df["mcnemar_p_holm"] = metrics.holm(df["mcnemar_p"].tolist())
+    return df
 
 
 def build_tables(metric_map: Mapping[str, Mapping], labels: Sequence[str],
@@ -210,16 +269,20 @@ def build_tables(metric_map: Mapping[str, Mapping], labels: Sequence[str],
     Returns:
         ``{"table4": df, "backbone": df, "loss": df}`` (ablations only when present).
     """
-    ids = None
+    ids = subjects = ref_pred = None
     if y_true is None:
         if not predictions:
             raise ValueError("build_tables: give y_true or predictions for the majority row")
         src = predictions.get(reference)
+        ref_pred = src
         src = src if src is not None else next(iter(predictions.values()))
         src = src[src["seed"] == src["seed"].min()].sort_values("sample_id")
         y_true = src["y_true"].astype(str).to_numpy(dtype=object)
         ids = src["sample_id"].astype(str).tolist()
-    base = majority_row(y_true, labels, n_boot=n_boot, ci=ci, seed=seed, sample_ids=ids)
+        subjects = src["subject"].astype(str).tolist()
+    base = majority_row(y_true, labels, n_boot=n_boot, ci=ci, seed=seed, sample_ids=ids,
+                        subjects=subjects, reference_pred=ref_pred,
+                        reference=reference if ref_pred is not None else None)
     tables = {}
     for t in TABLE_TITLES:
         rows = select_rows(metric_map, t, best_spotter)
@@ -270,10 +333,64 @@ def display_table(df: pd.DataFrame, bold: str = "md") -> pd.DataFrame:
             cells.append(v)
         out[title] = cells
     ref = df.loc[df["is_reference"].astype(bool), "experiment"]
-    p_title = f"McNemar p vs {ref.iloc[0]}" if len(ref) else "McNemar p"
-    out[p_title] = ["ref." if r["is_reference"] else _fmt_p(r.get("mcnemar_p"))
+    if len(ref):
+        out[f"ΔUF1 vs {ref.iloc[0]}"] = [
+            "ref." if r["is_reference"] else _fmt_diff(r, "uf1") for _, r in df.iterrows()]
+    p_title = f"McNemar p (Holm) vs {ref.iloc[0]}" if len(ref) else "McNemar p (Holm)"
+    out[p_title] = ["ref." if r["is_reference"] else _fmt_p(r.get("mcnemar_p_holm"))
                     for _, r in df.iterrows()]
     return out
+
+
+def _fmt_diff(r, m: str) -> str:
+    d = r.get(f"{m}_diff")
+    if d is None or pd.isna(d):
+        return ""
+    lo, hi = r.get(f"{m}_diff_ci_low"), r.get(f"{m}_diff_ci_high")
+    scale = 100 if m == "accuracy" else 1
+    fmt = (lambda v: f"{scale * v:+.1f}") if m == "accuracy" else (lambda v: f"{v:+.3f}")
+    return f"{fmt(d)} [{fmt(lo)}, {fmt(hi)}]"
+
+
+def distinguishable(r, m: str = "uf1") -> bool | None:
+    """True when the row's paired-difference interval to the reference excludes 0."""
+    lo, hi = r.get(f"{m}_diff_ci_low"), r.get(f"{m}_diff_ci_high")
+    if lo is None or hi is None or pd.isna(lo) or pd.isna(hi):
+        return None
+    return bool(lo > 0 or hi < 0)
+
+
+def verdict(df: pd.DataFrame, metric: str = "uf1", alpha: float = 0.05) -> str:
+    """One paragraph, generated from the numbers, saying which rows of a table differ from its
+    reference (paired subject-bootstrap interval of the difference excludes 0) and which do
+    not, and what McNemar's test (Holm-adjusted) says."""
+    ref = df.loc[df["is_reference"].astype(bool), "row"]
+    if not len(ref):
+        return ""
+    name = {"uf1": "UF1", "uar": "UAR", "accuracy": "accuracy"}[metric]
+    rows = [r for _, r in df.iterrows() if not r["is_reference"]]
+    yes = [r for r in rows if distinguishable(r, metric)]
+    no = [r for r in rows if distinguishable(r, metric) is False]
+    level = round(100 * (1 - alpha))
+
+    def item(r):
+        return f"{r['row']} ({_fmt_diff(r, metric)})"
+
+    parts = [f"Against **{ref.iloc[0]}** (paired {name} difference, row minus reference, with "
+             f"its {level} % subject-bootstrap interval):"]
+    if yes:
+        parts.append("distinguishable from zero: " + "; ".join(map(item, yes)) + ".")
+    if no:
+        parts.append(("not distinguishable from zero (the interval contains 0, so this "
+                      "ordering may be noise): ") + "; ".join(map(item, no)) + ".")
+    sig = [r for r in rows if r.get("mcnemar_p_holm") is not None
+           and not pd.isna(r.get("mcnemar_p_holm")) and r["mcnemar_p_holm"] < alpha]
+    tested = [r for r in rows if r.get("mcnemar_p_holm") is not None
+              and not pd.isna(r.get("mcnemar_p_holm"))]
+    if tested:
+        parts.append(f"McNemar (Holm over {len(tested)} tests): p < {alpha} for "
+                     + (", ".join(r["row"] for r in sig) if sig else "no row") + ".")
+    return " ".join(parts)
 
 
 def to_markdown(df: pd.DataFrame) -> str:
@@ -289,7 +406,7 @@ def to_markdown(df: pd.DataFrame) -> str:
 
 _TEX_ESCAPE = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$", "#": r"\#",
                "_": r"\_", "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}",
-               "^": r"\textasciicircum{}"}
+               "^": r"\textasciicircum{}", "Δ": r"$\Delta$", "±": r"$\pm$"}
 
 
 def tex_escape(text: str) -> str:
@@ -329,19 +446,25 @@ def to_latex(df: pd.DataFrame, caption: str = "", label: str = "tab:table4") -> 
 # ----------------------------------------------------------------------------------------------
 def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
                  best_spotter: str | None = None, reference: str | None = None,
-                 mcnemar_seed: int | None = None, n_subjects: int | None = None) -> list[str]:
-    """The facts every table is printed with (Markdown bullet lines).
+                 mcnemar_seed: int | None = None, n_subjects: int | None = None,
+                 calibration: Mapping | None = None, machine: Sequence[str] = (),
+                 n_tests: int | None = None) -> list[str]:
+    """The facts every table is printed with (Markdown bullet lines), including how every
+    choice the table depends on was made.
 
     Args:
         dataset: ``data/dataset.json`` content (description, synthetic, protocol, labels,
             n_clips, n_excluded).
         train: ``config.TrainConfig`` (or a mapping with seeds/seed+n_seeds, epochs,
-            image_size, pretrained).
-        n_boot, ci: bootstrap settings.
-        best_spotter: the spotter behind "spotted apex".
-        reference: the McNemar reference experiment.
+            image_size, lr, batch_size, schedule, optimizer, augment, pretrained).
+        n_boot, ci: bootstrap settings (the intervals resample subjects).
+        best_spotter: how the spotted apex was chosen per fold (:func:`spotter_summary`).
+        reference: the experiment every row is compared with.
         mcnemar_seed: the seed McNemar was computed on.
-        n_subjects: LOSO folds.
+        n_subjects: LOSO folds (= subjects resampled by the bootstrap).
+        calibration: ``reports/calibration.json`` (``benchmarks/calibrate.py``), or None.
+        machine: :func:`machine_lines` of the runs behind the table.
+        n_tests: McNemar tests per table (Holm family), for the text.
     """
     def get(k, default=None):
         return train.get(k, default) if isinstance(train, Mapping) else getattr(train, k, default)
@@ -357,34 +480,99 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
     kind = ("**SYNTHETIC** data: these numbers are not CASME II results and not the paper's"
             if synthetic else f"real data ({dataset.get('dataset', '?')})")
     folds = f", {n_subjects} folds" if n_subjects else ""
+    subjects = f"the {n_subjects} test subjects" if n_subjects else "the test subjects"
+    seed_text = (f"seeds {', '.join(map(str, seeds))} (cells: mean ± sd over seeds)"
+                 if len(seeds) > 1 else f"seed {seeds[0]}")
     lines = [
         f"- **Dataset:** {desc} ({kind}).",
         f"- **Protocol:** {dataset.get('protocol', '?')}, classes "
         f"{', '.join(dataset.get('labels', []))}; {dataset.get('n_clips', '?')} clips "
         f"({dataset.get('n_excluded', 0)} excluded); leave-one-subject-out{folds}.",
-        f"- **Training:** seeds {', '.join(map(str, seeds))}; {get('epochs', '?')} epochs "
-        f"(fixed budget, no epoch chosen on the test subject); input {get('image_size', '?')} px; "
-        f"{weights}.",
+        f"- **Training:** {seed_text}; {get('epochs', '?')} epochs (fixed budget, no epoch "
+        f"chosen on any test subject); input {get('image_size', '?')} px; {weights}.",
+        recipe_line(train, calibration, synthetic),
         f"- **Metrics:** predictions of all folds pooled, then scored (MEGC convention): "
         f"accuracy in %, UF1 = macro F1, UAR = macro recall; [low, high] = {round(100 * ci)} % "
-        f"percentile bootstrap interval over clips ({n_boot} resamples); best experiment value "
-        f"per column in bold.",
+        f"percentile interval of a subject-level bootstrap ({n_boot} resamples of {subjects}, "
+        f"each with all its clips: clips of one subject are not independent); Δ = paired "
+        f"difference to the reference row with its interval from the same resamples; best "
+        f"experiment value per column in bold.",
     ]
     if reference:
         on = f" on seed {mcnemar_seed}" if mcnemar_seed is not None else ""
+        family = f" over the table's {n_tests} tests" if n_tests else " over each table's tests"
         lines.append(f"- **Significance:** McNemar's exact test of each row against "
-                     f"`{reference}`{on} (same clips).")
+                     f"`{reference}`{on} (same clips), p Holm-adjusted{family}.")
     if best_spotter:
-        lines.append(f"- **Spotted apex:** the best spotter by apex error, `{best_spotter}`.")
+        smooth = ""
+        if calibration and calibration.get("spotters"):
+            smooth = (f"; the spotters' smoothing window ({calibration['spotters']['chosen_smooth']}"
+                      f" frames) was chosen on the calibration population")
+        lines.append(f"- **Spotted apex:** for each fold, the spotter with the lowest apex error "
+                     f"on that fold's TRAINING subjects (never the test subject's annotation): "
+                     f"{best_spotter}{smooth}.")
+    lines += [f"- {m}" for m in machine]
     lines.append(f"- {PAPER_NOTE}")
     return lines
+
+
+RECIPE_KEYS = ("lr", "epochs", "image_size", "batch_size", "optimizer", "schedule", "augment",
+               "weight_decay", "precision")
+
+
+def recipe_line(train, calibration: Mapping | None, synthetic: bool) -> str:
+    """How the training recipe was chosen, generated from ``reports/calibration.json``."""
+    def get(k):
+        return train.get(k) if isinstance(train, Mapping) else getattr(train, k, None)
+
+    recipe = ", ".join(f"{k} {get(k)}" for k in RECIPE_KEYS if get(k) is not None)
+    if not calibration:
+        return (f"- **Recipe:** {recipe}; no calibration record (`reports/calibration.json`) "
+                f"was found, so how it was chosen is not documented here.")
+    pop = calibration["population"]
+    chosen = calibration["recipe"]["chosen"]
+    differs = [f"{k} {get(k)} (calibration chose {v})" for k, v in chosen.items()
+               if get(k) is not None and float(get(k)) != float(v)]
+    where = (f"a separate calibration population ({pop['description']}; seed "
+             f"{pop['synthetic_seed']}, never reported) by `benchmarks/calibrate.py` "
+             f"({calibration['date']}; `reports/calibration.md`)")
+    text = f"- **Recipe:** {recipe}. Learning rate and epochs were chosen on {where}"
+    text += "; the other values were fixed before it (listed there)."
+    if not synthetic:
+        text += (" On this real dataset no value was tuned on its subjects: the recipe is the "
+                 "synthetic calibration's.")
+    if differs:
+        text += " **This run departs from the calibrated recipe:** " + "; ".join(differs) + "."
+    return text
+
+
+def machine_lines(info: pd.DataFrame) -> list[str]:
+    """Where the runs behind a table were made (device, CPU or GPU model, precision, threads
+    per fold), from ``run.json``: one line when every experiment agrees."""
+    cols = ["device", "device_name", "precision", "threads"]
+    if info.empty or not set(cols) <= set(info.columns):
+        return []
+    known = info.dropna(subset=["device"])
+    if known.empty:
+        return []
+    groups = known.groupby(cols, dropna=False)["experiment"].apply(list)
+    out = []
+    for (device, name, precision, threads), names in groups.items():
+        who = "all experiments" if len(groups) == 1 else ", ".join(f"`{n}`" for n in names)
+        t = f"{int(threads)} thread{'s' * (int(threads) != 1)} per fold" if _given(
+            {"t": threads}, "t") else "threads unknown"
+        out.append(f"**Run on:** {device} ({name or 'model unknown'}), {precision}, {t} "
+                   f"({who}).")
+    return out
 
 
 def tables_markdown(tables: Mapping[str, pd.DataFrame], level: int = 3) -> str:
     """Every table under its own heading."""
     parts = []
     for name, df in tables.items():
-        parts.append(f"{'#' * level} {TABLE_TITLES.get(name, name)}\n\n{to_markdown(df)}")
+        text = verdict(df)
+        parts.append(f"{'#' * level} {TABLE_TITLES.get(name, name)}\n\n{to_markdown(df)}"
+                     + (f"\n{text}\n" if text else ""))
     return "\n".join(parts)
 
 
@@ -474,14 +662,14 @@ def write_readme_section(readme_path: str | Path, results_md: str) -> bool:
     return True
 
 
-WALL_KEYS = ("wall_s_folds", "wall_time_s", "wall_s", "wall_s_this_call")
+WALL_KEYS = ("wall_s_folds", "wall_s_this_call")
 
 
 def run_info(results_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
     """Measured facts of each experiment from ``results/<name>/run.json`` (as
-    ``mer_core.train`` writes it): ``wall_s`` (the first of ``wall_s_folds``, ``wall_time_s``,
-    ``wall_s``, ``wall_s_this_call`` present: the summed fold wall time), ``mean_fold_s``,
-    ``train_images_per_s``, ``device``, ``precision``, ``threads``, ``workers``, ``n_folds``,
+    ``mer_core.train`` writes it): ``wall_s`` (``wall_s_folds``, the summed fold wall time, or
+    else ``wall_s_this_call``), ``mean_fold_s``, ``train_images_per_s``, ``device``,
+    ``device_name``, ``precision``, ``threads``, ``workers``, ``n_folds``,
     ``code_version``, ``elapsed_s`` (``wall_s_this_call``: the elapsed time of the call that
     finished the run, shorter than ``wall_s`` when folds trained in parallel); None where run.json
     lacks a key or is missing."""
@@ -492,8 +680,8 @@ def run_info(results_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
         wall = next((info[k] for k in WALL_KEYS if isinstance(info.get(k), (int, float))), None)
         rows.append({"experiment": n, "wall_s": wall, "elapsed_s": info.get("wall_s_this_call"),
                      **{k: info.get(k) for k in ("mean_fold_s", "train_images_per_s", "device",
-                                                 "precision", "threads", "workers", "n_folds",
-                                                 "code_version")}})
+                                                 "device_name", "precision", "threads",
+                                                 "workers", "n_folds", "code_version")}})
     return pd.DataFrame(rows)
 
 

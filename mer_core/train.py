@@ -18,8 +18,8 @@ sizes. CPU training flushes denormal floats to zero (FTZ/DAZ): the focal loss dr
 gradients into the denormal range, where x86 arithmetic is slow (measured: one fold 10.5 img/s
 without, 21 with, on one AVX2 core).
 
-A re-run skips finished folds whose fingerprint (params, seed, labels, data, code version, device,
-precision) matches and refuses mismatching ones unless ``fresh=True``. When every fold of every
+A re-run skips finished folds whose fingerprint (params including the threads of a fold, seed,
+labels, data, code version, device and its model, precision) matches and refuses mismatching ones unless ``fresh=True``. When every fold of every
 seed exists the merged files are written:
 
     results/<exp>/predictions.csv   sample_id, subject, y_true, y_pred, p_<class>..., seed,
@@ -60,7 +60,8 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from mer_core import io
+from mer_core import deps, io
+from mer_core.frames import CacheMismatchError, FoldFrames, load_fold_frames
 from mer_core.config import (BACKBONES, LOSSES, ExperimentConfig, TrainConfig, check_strategy,
                              parse_folds)
 from mer_core.gradcam import grad_cam
@@ -70,21 +71,15 @@ from mer_core.models import cam_layer, create_model
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
-#: Source files whose content defines what a fold computes (their hash is the "code version").
-#: The same files are the train stage's code deps in dvc.yaml.
-CODE_FILES = ("models.py", "losses.py", "gradcam.py", "train.py")
+#: The modules whose source defines what a fold computes: this module, the index reader and
+#: metrics the train notebook uses, and everything they import (their hash is the "code version"). A test
+#: holds them equal to the train stage's code deps in dvc.yaml.
+CODE_MODULES = tuple(deps.closure(("train", "datasets", "metrics")))
 
 #: TrainConfig keys that choose WHICH folds run (or how many at once), not what a fold computes.
 _PLAN_KEYS = ("folds", "max_folds", "seed", "n_seeds", "workers")
 
 ModelFactory = Callable[[str, int], nn.Module]
-
-
-try:  # one exception type for a misaligned cache, whoever detects it
-    from mer_core.frames import CacheMismatchError
-except ImportError:  # pragma: no cover - frames.py not there yet
-    class CacheMismatchError(ValueError):
-        """A frame cache whose rows do not line up with the index."""
 
 
 class FingerprintError(RuntimeError):
@@ -131,11 +126,8 @@ def check_cache(images: np.ndarray, index: pd.DataFrame, ids=None, source: str =
                                          f"{b!r}; the cache is not aligned with the index")
 
 
-def load_frames(frames_dir: str | Path, strategy: str, index: pd.DataFrame) -> np.ndarray:
-    """Load the cached frames of one strategy, checked against the index.
-
-    Uses ``mer_core.frames.load_cache`` when it exists, else reads ``<stem>.npy`` and
-    ``<stem>.csv`` (stem = strategy with ``:`` -> ``-``) itself.
+def load_frames(frames_dir: str | Path, strategy: str, index: pd.DataFrame) -> FoldFrames:
+    """The cached frames of one strategy for every fold, checked against the index.
 
     Raises:
         ConfigError: unknown frame strategy (lists the valid ones).
@@ -143,23 +135,10 @@ def load_frames(frames_dir: str | Path, strategy: str, index: pd.DataFrame) -> n
         CacheMismatchError: length or ids differ from the index.
     """
     check_strategy(strategy)
-    try:
-        from mer_core.frames import load_cache
-    except ImportError:
-        load_cache = None
-    if load_cache is not None:
-        images = load_cache(frames_dir, strategy, index)
-        check_cache(images, index, source=f"{frames_dir}/{strategy}")
-        return images
-    stem = Path(frames_dir) / strategy.replace(":", "-")
-    npy, csv = stem.with_suffix(".npy"), stem.with_suffix(".csv")
-    for p in (npy, csv):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: frame cache not found; run the apex stage first")
-    images = np.load(npy)
-    ids = pd.read_csv(csv)["sample_id"].astype(str).tolist()
-    check_cache(images, index, ids, source=str(npy))
-    return images
+    frames = load_fold_frames(frames_dir, strategy, index)
+    for key, arr in frames.variants.items():
+        check_cache(arr, index, source=f"{frames_dir}/{key}")
+    return frames
 
 
 def _check_index(index: pd.DataFrame, labels: list[str]) -> np.ndarray:
@@ -203,6 +182,26 @@ def cpu_has_bf16() -> bool:
     except OSError:
         return False
     return bool(re.search(r"\b(avx512_bf16|amx_bf16)\b", flags))
+
+
+def cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo``; ``platform.processor()`` elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: torch.device) -> str:
+    """What a fold ran on, for fingerprints and reports: the CPU or GPU model."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        return cpu_model()
+    return device.type
 
 
 def select_precision(precision: str, device: torch.device) -> str:
@@ -257,11 +256,10 @@ def available_cores() -> int:
 
 
 def code_version() -> str:
-    """sha256 (16 hex) of the mer_core files that define a fold's computation (CODE_FILES)."""
+    """sha256 (16 hex) of the mer_core modules that define a fold's computation (CODE_MODULES)."""
     h = hashlib.sha256()
-    root = Path(__file__).resolve().parent
-    for name in CODE_FILES:
-        h.update(name.encode() + b"\0" + (root / name).read_bytes() + b"\0")
+    for name in CODE_MODULES:
+        h.update(name.encode() + b"\0" + (deps.PACKAGE_DIR / f"{name}.py").read_bytes() + b"\0")
     return h.hexdigest()[:16]
 
 
@@ -531,11 +529,12 @@ def _params(name, exp, cfg, labels, data_hash, device, precision, factory_tag) -
         train["pretrained_sha256"] = _file_sha(weights)
     return {"experiment": name, "frames": exp.frames, "backbone": exp.backbone, "loss": exp.loss,
             "train": train, "labels": list(labels), "data": data_hash, "code": code_version(),
-            "device": device.type, "precision": precision, "model_factory": factory_tag}
+            "device": device.type, "device_name": device_name(device), "precision": precision,
+            "model_factory": factory_tag}
 
 
 def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd.DataFrame,
-                   images: np.ndarray, labels: list[str], out_dir: str | Path,
+                   images: np.ndarray | FoldFrames, labels: list[str], out_dir: str | Path,
                    fresh: bool = False, model_factory: ModelFactory | None = None,
                    progress: bool = True, image_ids=None, device: str = "auto",
                    threads: int | None = None, redo_stale: bool = False) -> pd.DataFrame:
@@ -546,7 +545,9 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
         exp: frames, backbone, loss (checked: unknown values list the valid choices).
         cfg: the train section (seeds, folds shard, max_folds, optimiser, ...).
         index: the index (``sample_id``, ``subject``, ``label``), row order = cache order.
-        images: N x S x S x 3 uint8 cache of ``exp.frames`` aligned with ``index``.
+        images: N x S x S x 3 uint8 cache of ``exp.frames`` aligned with ``index``, or a
+            :class:`mer_core.frames.FoldFrames` (:func:`load_frames`) when the frames depend on
+            the fold (``spotted:best``: the spotter chosen on the fold's training subjects).
         labels: class names in fixed order (``dataset.json: labels``).
         out_dir: ``results/<name>``.
         fresh: redo this run's folds even if finished ones exist (and drop stale merged files).
@@ -556,10 +557,11 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
         progress: tqdm bars (folds, epochs).
         image_ids: the cache's sample ids, checked against the index when given.
         device: ``auto`` (cuda > mps > cpu) or a torch device string.
-        threads: CPU threads for torch in total; None = ``$OMP_NUM_THREADS`` if set, else
-            every core this process may use. On a CPU they are shared by ``cfg.workers`` fold
-            processes (see :func:`plan_workers`); each fold's result does not depend on how
-            many run at once. CPU training turns on ``torch.set_flush_denormal`` while it runs.
+        threads: CPU threads this run may use in total; None = ``$OMP_NUM_THREADS`` if set,
+            else every core this process may use. It only decides how many folds train at once
+            (see :func:`plan_workers`): every fold trains with ``cfg.threads`` threads, so a
+            fold's result does not depend on how the work is split. CPU training turns on
+            ``torch.set_flush_denormal`` while it runs.
         redo_stale: finished folds made with other settings are redone (and the merged files
             removed) instead of raising; matching folds are still skipped. Meant for
             ``dvc repro`` with a persistent results folder, which reruns the stage only when
@@ -591,17 +593,23 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
     cfg.check(f"experiment {name}: train")
     index = index.reset_index(drop=True)
     y_all = _check_index(index, labels)
-    check_cache(images, index, image_ids)
+    if not isinstance(images, FoldFrames):
+        check_cache(images, index, image_ids)
+        images = FoldFrames({exp.frames: images})
+    for key, arr in images.variants.items():
+        check_cache(arr, index, image_ids, source=f"frame cache {key}")
     out = Path(out_dir)
 
     dev = select_device(device)
     precision = select_precision(cfg.precision, dev)
     threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or available_cores()
-    torch.set_num_threads(threads)
     subjects_all = sorted(set(index["subject"].astype(str)))
     if len(subjects_all) < 2:
         raise ValueError(f"index: LOSO needs >= 2 subjects, got {subjects_all}")
-    data_hash = _sha(images.tobytes(), "\n".join(index["sample_id"].astype(str)),
+    fold_key = {s: images.key(s) for s in subjects_all}
+    used = sorted(set(fold_key.values()))
+    data_hash = _sha(*(images.variants[k].tobytes() for k in used), json.dumps(fold_key, sort_keys=True),
+                     "\n".join(index["sample_id"].astype(str)),
                      "\n".join(index["subject"].astype(str)), y_all.tobytes())
     params = _params(name, exp, cfg, labels, data_hash, dev, precision, factory_tag)
     fold_fp = _sha(json.dumps(params, sort_keys=True))
@@ -646,19 +654,21 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
         "planned": [_fold_stem(s, k) for k, s in plan],
         "sample_ids": index["sample_id"].astype(str).tolist()})
 
-    x_all = prepare_images(images, cfg.image_size, dev)
-    state = dict(name=name, exp=exp, cfg=cfg, index=index, labels=labels, x_all=x_all,
+    xs = {k: prepare_images(images.variants[k], cfg.image_size, dev) for k in used}
+    state = dict(name=name, exp=exp, cfg=cfg, index=index, labels=labels, xs=xs, fold_key=fold_key,
                  y_all=y_all, y_dev=torch.from_numpy(y_all).to(dev),
                  subj=index["subject"].astype(str).to_numpy(), model_factory=model_factory,
                  dev=dev, precision=precision, params=params, fold_fp=fold_fp, out=out)
-    workers, each = plan_workers(cfg.workers, dev, threads, len(todo), model_factory)
+    workers = plan_workers(cfg.workers, dev, threads, cfg.threads, len(todo), model_factory)
     bar = tqdm(total=len(todo), desc=f"{name}: folds" + (f" ({workers} workers)" if workers > 1
                                                           else ""),
                disable=not progress, file=sys.stderr, mininterval=2.0)
     if workers > 1:
-        _run_folds_parallel(state, todo, workers, each, bar)
+        _run_folds_parallel(state, todo, workers, cfg.threads, bar)
     else:
         prev_det = torch.are_deterministic_algorithms_enabled()
+        prev_threads = torch.get_num_threads()
+        torch.set_num_threads(cfg.threads)
         if dev.type == "cpu":
             torch.use_deterministic_algorithms(True, warn_only=True)
             torch.set_flush_denormal(True)
@@ -669,6 +679,7 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
                 bar.update(1)
         finally:
             torch.use_deterministic_algorithms(prev_det)
+            torch.set_num_threads(prev_threads)
             if dev.type == "cpu":
                 torch.set_flush_denormal(False)  # torch's default
     bar.close()
@@ -689,30 +700,37 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
 # ----------------------------------------------------------------------------- fold workers
 
 
-def plan_workers(requested: int, device: torch.device, threads: int, n_folds: int,
-                 model_factory: ModelFactory | None = None) -> tuple[int, int]:
-    """How many folds train at once, and the torch threads of each.
+def plan_workers(requested: int, device: torch.device, budget: int, fold_threads: int,
+                 n_folds: int, model_factory: ModelFactory | None = None) -> int:
+    """How many folds train at once.
 
-    On a CPU, small images keep two threads of one process half idle (measured at 48 px on 2
-    cores: one process with 2 threads 31 img/s, two processes with 1 thread each 41 img/s in
-    all), so by default every core trains its own fold.
+    Every fold trains with exactly ``fold_threads`` torch threads (``train.threads``, part of
+    the fold fingerprint), whether it runs alone, beside others, resumed or in a shard: the
+    thread count changes a fold's floating-point sums and so its predictions (measured: 2 of 9
+    test predictions of one fold flipped between 1 and 2 threads). Only the number of folds
+    trained at once follows the machine. On a CPU, small images keep two threads of one process
+    half idle (48 px on 2 cores: one process with 2 threads 31 img/s, two processes with 1
+    thread each 41 img/s in all), so by default every core trains its own fold.
 
     Args:
-        requested: ``train.workers``; 0 = auto (CPU: one per thread, at most 8; else 1).
+        requested: ``train.workers``; 0 = auto (CPU: ``budget // fold_threads``, at most 8;
+            else 1).
         device: the training device; CUDA and MPS always use one worker.
-        threads: the torch threads this run may use in total.
+        budget: the CPU threads this run may use in total.
+        fold_threads: ``train.threads``.
         n_folds: folds left to train (never more workers than folds).
         model_factory: must pickle to be sent to worker processes; if it does not, one worker.
 
     Returns:
-        ``(workers, threads_per_worker)``.
+        The number of fold workers.
     """
     if device.type != "cpu":
         if requested > 1:
             warnings.warn(f"train.workers={requested} applies to CPU training only; "
                           f"{device.type} trains one fold at a time")
-        return 1, threads
-    workers = max(1, min(requested or min(threads, 8), n_folds))
+        return 1
+    auto = min(max(1, budget // max(1, fold_threads)), 8)
+    workers = max(1, min(requested or auto, n_folds))
     if workers > 1 and model_factory is not None:
         try:
             pickle.dumps(model_factory)
@@ -720,7 +738,7 @@ def plan_workers(requested: int, device: torch.device, threads: int, n_folds: in
             warnings.warn(f"model_factory {model_factory!r} cannot be pickled ({e}); "
                           f"training one fold at a time")
             workers = 1
-    return workers, max(1, threads // workers)
+    return workers
 
 
 _WORKER_STATE: dict = {}
@@ -769,9 +787,10 @@ def _check_fold(out: Path, stem: str, fold_fp: str, params: dict) -> None:
             f"or use another results folder; results of different settings are never mixed.")
 
 
-def _run_fold(name, exp, cfg, index, labels, x_all, y_all, y_dev, subj, model_factory, dev,
-              precision, params, fold_fp, out, seed, subject, progress) -> None:
+def _run_fold(name, exp, cfg, index, labels, xs, fold_key, y_all, y_dev, subj, model_factory,
+              dev, precision, params, fold_fp, out, seed, subject, progress) -> None:
     t0 = time.perf_counter()
+    x_all = xs[fold_key[subject]]
     stem = _fold_stem(subject, seed)
     test = np.flatnonzero(subj == subject)
     train = np.flatnonzero(subj != subject)
@@ -815,7 +834,8 @@ def _run_fold(name, exp, cfg, index, labels, x_all, y_all, y_dev, subj, model_fa
     wall = time.perf_counter() - t0
     io.write_json(out / "folds" / f"{stem}.json", {
         "fingerprint": fold_fp, "params": params, "subject": subject, "seed": seed,
-        "fold_seed": fs, "n_train": int(len(train)), "n_test": int(len(test)),
+        "fold_seed": fs, "frames": fold_key[subject],
+        "n_train": int(len(train)), "n_test": int(len(test)),
         "wall_s": round(wall, 3), "train_s": round(res["train_s"], 3),
         "train_images": int(res["train_images"]),
         "images_per_s": round(res["train_images"] / max(res["train_s"], 1e-9), 2),
@@ -906,7 +926,8 @@ def merge_shards(out_dir: str | Path, _elapsed: float | None = None,
         "n_subjects": len(subjects), "n_folds": len(folds_meta), "n_clips": len(ref["sample_ids"]),
         "fingerprint": ref["fingerprint"], "fold_fingerprint": ref["fold_fingerprint"],
         "code_version": params["code"], "data_hash": params["data"],
-        "device": folds_meta[0]["device"], "precision": params["precision"],
+        "device": folds_meta[0]["device"], "device_name": params.get("device_name"),
+        "precision": params["precision"],
         "threads": folds_meta[0]["threads"], "workers": _workers,
         "shards": [m["folds"] for _, m in metas],
         "wall_s_folds": round(fold_wall, 1),

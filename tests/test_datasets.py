@@ -347,6 +347,51 @@ def test_missing_frames_strict_and_lenient(casme):
     assert len(ds.load_index("casme2", casme, validate_frames=False)) == 9
 
 
+def _truncate(path):
+    """Cut a JPEG in half, as an interrupted copy does (OpenCV still decodes it, grey below)."""
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+
+
+def test_image_problem_spots_truncated_and_empty_files(tmp_path):
+    good = tmp_path / "img1.jpg"
+    assert cv2.imwrite(str(good), np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8))
+    assert ds.image_problem(good) is None
+    padded = tmp_path / "img2.jpg"
+    padded.write_bytes(good.read_bytes() + b"\x00\x00")
+    assert ds.image_problem(padded) is None                     # padding after FF D9 is fine
+    cut = tmp_path / "img3.jpg"
+    cut.write_bytes(good.read_bytes())
+    _truncate(cut)
+    assert cv2.imread(str(cut)) is not None                      # what the check is for
+    assert "truncated JPEG" in ds.image_problem(cut)
+    empty = tmp_path / "img4.jpg"
+    empty.write_bytes(b"")
+    assert ds.image_problem(empty) == "empty file (0 bytes)"
+    png = tmp_path / "img5.png"
+    assert cv2.imwrite(str(png), np.zeros((8, 8, 3), np.uint8))
+    assert ds.image_problem(png) is None
+    png.write_bytes(png.read_bytes()[:-12])
+    assert "truncated PNG" in ds.image_problem(png)
+    with pytest.raises(OSError, match=r"img3\.jpg: truncated JPEG"):
+        ds.read_frames([good, cut])
+    with pytest.raises(OSError, match=r"img4\.jpg: empty file"):
+        ds.read_frames([empty])
+
+
+def test_corrupt_frames_strict_and_lenient(casme):
+    _truncate(casme / "Cropped" / "sub01" / "EP02_01f" / "reg_img99.jpg")
+    (casme / "Cropped" / "sub01" / "EP03_02" / "reg_img6.jpg").write_bytes(b"")
+    with pytest.raises(FileNotFoundError, match=r"2 of 9 clips(.|\n)*reg_img99\.jpg: truncated "
+                                                r"JPEG(.|\n)*reg_img6\.jpg: empty file"):
+        ds.load_index("casme2", casme)
+    df = ds.load_index("casme2", casme, strict=False)
+    ex = ds.excluded(df)
+    assert list(ex["sample_id"]) == ["casme2/sub01/EP02_01f", "casme2/sub01/EP03_02"]
+    assert ex["reason"].str.startswith("unreadable frames: ").all()
+    assert "reg_img99.jpg: truncated JPEG" in ex["reason"].iloc[0]
+
+
 # ------------------------------------------------------------------ the data stage
 
 def test_build_index_writes_files(casme, tmp_path):

@@ -12,6 +12,7 @@ import pytest
 import yaml
 
 from mer_core import config
+from mer_core import deps as deps_mod
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -97,6 +98,100 @@ def test_dvc_stages_run_existing_notebooks_with_known_parameters():
         assert not unknown, f"stage {name} passes {unknown}, not in {notebook.name}'s parameters"
         deps = (stage.get("do") or stage)["deps"]
         assert words[5] in deps, f"stage {name}: its notebook is not a dependency"
+
+
+def _invocation(cmd: str) -> tuple[str, dict]:
+    """The notebook a stage runs and the ``-p/-r`` values it passes (``${...}`` -> X)."""
+    first = cmd.replace("${nb}", "papermill -k python3").split("&&")[0]
+    words = shlex.split(re.sub(r"\$\{[^}]+\}", "X", first))
+    passed = {words[i + 1]: words[i + 2] for i, w in enumerate(words) if w in ("-p", "-r")}
+    return words[3], passed
+
+
+def _covered(path: str, entries) -> bool:
+    """``path`` is one of ``entries``, inside one, or a folder holding one."""
+    path = path.rstrip("/")
+    return any(path == e or path.startswith(e + "/") or e.startswith(path + "/") for e in entries)
+
+
+def _names(items) -> list[str]:
+    return [next(iter(i)) if isinstance(i, dict) else i for i in items or []]
+
+
+def _is_path(key: str, value) -> bool:
+    return isinstance(value, str) and key != "root" and (
+        "/" in value or value.endswith((".csv", ".json", ".yaml")) or key.endswith("_dir"))
+
+
+@pytest.mark.parametrize("stage_name", ["data", "apex", "train", "evaluate", "table4"])
+def test_stage_deps_are_its_imports_and_its_inputs(stage_name):
+    """deps list exactly the mer_core modules the notebook imports (directly or through other
+    modules) and every file it reads; every output path it writes is passed and declared."""
+    stage = _dvc_stages()[stage_name]
+    body = stage.get("do") or stage
+    notebook, passed = _invocation(body["cmd"])
+    deps = body["deps"]
+    code = sorted(d for d in deps if d.startswith("mer_core/"))
+    want = deps_mod.module_files(deps_mod.notebook_modules(ROOT / notebook))
+    assert code == want, f"stage {stage_name}: mer_core deps {code}, imports need {want}"
+    outs = _names(body.get("outs")) + _names(body.get("metrics")) + _names(body.get("plots"))
+    for key, default in parameters_of(ROOT / notebook).items():
+        if not _is_path(key, default):
+            continue
+        if default.startswith("scratch/"):  # an output: the stage must name the pipeline's path
+            assert key in passed, f"stage {stage_name} does not pass the output path {key}"
+            assert _covered(passed[key], outs), \
+                f"stage {stage_name}: {key}={passed[key]} is not among its outs"
+        elif key == "params_file":
+            assert body.get("params"), f"stage {stage_name} reads params.yaml: declare params"
+        else:  # an input
+            value = passed.get(key, default)
+            assert _covered(value, deps), f"stage {stage_name} reads {key}={value}, not a dep"
+
+
+def test_code_version_hashes_the_train_stage_modules():
+    from mer_core import train
+    want = deps_mod.notebook_modules(ROOT / "notebooks" / "02_train_loso.ipynb")
+    assert list(train.CODE_MODULES) == want
+
+
+def test_deps_follow_imports_transitively(tmp_path):
+    assert deps_mod.imported("from mer_core import io, metrics\nimport mer_core.apex as a\n"
+                             "def f():\n    from mer_core.frames import load_cache\n"
+                             "from .losses import FocalLoss\nimport numpy") == \
+        {"io", "metrics", "apex", "frames", "losses"}
+    assert "io" in deps_mod.closure(["report"]) and "metrics" in deps_mod.closure(["report"])
+    with pytest.raises(ValueError, match="no such module"):
+        deps_mod.closure(["nope"])
+
+
+NOTEBOOK_SECTION = {"00_data.ipynb": "data", "01_apex_extraction.ipynb": "apex",
+                    "02_train_loso.ipynb": "train", "03_evaluate.ipynb": "evaluate",
+                    "04_table4.ipynb": "table4"}
+#: Where data lives, not what the experiment is: a notebook run by hand generates the synthetic
+#: set in its scratch folder (dvc.yaml passes params.yaml's data.root).
+LOCATION_KEYS = {"root"}
+
+
+def test_params_yaml_is_the_one_set_of_defaults():
+    """The dataclass defaults and every notebook's parameters cell equal params.yaml, so running
+    a notebook by hand runs the pipeline's experiment."""
+    import dataclasses
+
+    raw = yaml.safe_load((ROOT / "params.yaml").read_text())
+    for section, cls in config.SECTIONS.items():
+        defaults = {f.name: f.default for f in dataclasses.fields(cls)}
+        assert defaults == raw[section], f"{cls.__name__} defaults differ from params.yaml: {section}"
+    for name, section in NOTEBOOK_SECTION.items():
+        values = parameters_of(ROOT / "notebooks" / name)
+        for key in (set(values) & set(raw[section])) - LOCATION_KEYS:
+            assert values[key] == raw[section][key], \
+                f"{name}: parameter {key}={values[key]!r}, params.yaml {section}.{key}={raw[section][key]!r}"
+    apex_nb = parameters_of(ROOT / "notebooks" / "01_apex_extraction.ipynb")
+    assert apex_nb["strict"] == raw["data"]["strict"]
+    train_nb = parameters_of(ROOT / "notebooks" / "02_train_loso.ipynb")
+    exp = raw["experiments"][train_nb["experiment"]]
+    assert {k: train_nb[k] for k in exp} == exp
 
 
 def test_params_yaml_loads_and_covers_the_train_stage():

@@ -23,7 +23,7 @@ def test_strategy_names():
     assert frames.strategy_stem("spotted:best") == "spotted-best"
     assert frames.strategy_stem("onset") == "onset"
     assert frames.all_strategies(["middle", "lbp"]) == [
-        "onset", "middle", "random", "annotated", "spotted:middle", "spotted:lbp", "spotted:best"]
+        "onset", "middle", "random", "annotated", "spotted:middle", "spotted:lbp"]
 
 
 def test_random_index_is_seeded_per_clip():
@@ -88,22 +88,27 @@ def test_crop_resizes():
 CLIPS = [  # (clip, onset, n frames, apex index, annotated?)
     ("EP01_1", 10, 40, 25, True),
     ("EP02_2", 4, 36, 12, True),
-    ("EP03_3", 100, 44, 30, False),      # NA apex: annotated falls back to spotted:best
+    ("EP03_3", 100, 44, 30, False),      # NA apex: annotated falls back to the fold's spotter
     ("EP04_4", 7, 38, 20, True),
 ]
+SUBJECT = {"EP01_1": "sub01", "EP02_2": "sub01", "EP03_3": "sub02", "EP04_4": "sub02"}
+
+
+def sid(clip):
+    return f"synthetic/{SUBJECT[clip]}/{clip}"
 
 
 def write_dataset(root, size=64, clips=CLIPS):
     """CASME II Cropped-like tree of hand-made clips, and its index."""
     rows = []
     for k, (clip, onset, n, a, annotated) in enumerate(clips):
-        folder = root / "Cropped" / "sub01" / clip
+        folder = root / "Cropped" / SUBJECT[clip] / clip
         folder.mkdir(parents=True)
         video = make_clip(n, a, size=size, blink=(3, 4) if a > 15 else None, seed=k, rgb=True)
         for i, f in enumerate(video):
             cv2.imwrite(str(folder / f"reg_img{onset + i}.jpg"), cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-        rows.append({"sample_id": f"synthetic/sub01/{clip}", "dataset": "synthetic",
-                     "subject": "sub01", "clip": clip, "frames_dir": str(folder), "onset": onset,
+        rows.append({"sample_id": sid(clip), "dataset": "synthetic",
+                     "subject": SUBJECT[clip], "clip": clip, "frames_dir": str(folder), "onset": onset,
                      "apex": onset + a if annotated else None, "offset": onset + n - 1,
                      "emotion": "happiness", "aus": "12", "apex_note": "" if annotated else "'/'",
                      "label": "happiness"})
@@ -157,32 +162,63 @@ def test_stage_spots_and_scores(built):
     for m in ("frame_diff", "lbp", "optical_flow"):
         assert metrics[m]["n_scored"] == 3 and metrics[m]["n_excluded_na"] == 1
         assert metrics[m]["mae_frames"] <= 3, (m, metrics[m])
-    truth = {f"synthetic/sub01/{c}": on + a for c, on, _, a, _ in CLIPS}
+    truth = {sid(c): on + a for c, on, _, a, _ in CLIPS}
     spotted = frames.cached_ids(out / "frames", f"spotted:{metrics['best']}")
     assert all(abs(f - truth[s]) <= 3 for s, f in zip(spotted["sample_id"], spotted["frame"]))
-    best = frames.load_cache(out / "frames", "spotted:best", index)
-    assert np.array_equal(best, frames.load_cache(out / "frames", f"spotted:{metrics['best']}", index))
+    with pytest.raises(ValueError, match="per LOSO fold"):
+        frames.load_cache(out / "frames", "spotted:best", index)
+
+
+def test_spotter_is_chosen_per_fold_on_the_training_subjects_only(built):
+    index, out, rep = built
+    table = pd.read_csv(out / "apex.csv").dropna(subset=["apex_annotated"])
+    table["err"] = (table["apex_pred"] - table["apex_annotated"]).abs()
+    table["subject"] = table["sample_id"].str.split("/").str[1]
+    choice = frames.spotter_choice(out / "frames")
+    assert set(choice) == {"sub01", "sub02"}
+    for test_subject, method in choice.items():
+        train = table[(table["subject"] != test_subject) & (table["method"] != "middle")]
+        mae = train.groupby("method", sort=False)["err"].mean()
+        assert method == mae.idxmin(), (test_subject, mae)
+    assert sum(json.loads((out / "apex_metrics.json").read_text())["per_fold"].values()) == 2
+
+
+def test_fold_frames_follow_the_fold_spotter(built):
+    index, out, rep = built
+    choice = frames.spotter_choice(out / "frames")
+    best = frames.load_fold_frames(out / "frames", "spotted:best", index)
+    ann = frames.load_fold_frames(out / "frames", "annotated", index)
+    plain = frames.load_cache(out / "frames", "annotated", index)
+    na = index["apex"].isna().to_numpy()
+    for subject, method in choice.items():
+        spotted = frames.load_cache(out / "frames", f"spotted:{method}", index)
+        assert np.array_equal(best.for_fold(subject), spotted)
+        assert np.array_equal(ann.for_fold(subject)[na], spotted[na])
+        assert np.array_equal(ann.for_fold(subject)[~na], plain[~na])
+    onset = frames.load_fold_frames(out / "frames", "onset", index)
+    assert list(onset.variants) == ["onset"] and onset.key("sub99") == "onset"
 
 
 def test_annotated_uses_the_annotation_and_says_when_it_cannot(built):
     index, out, rep = built
     ann = frames.cached_ids(out / "frames", "annotated")
-    best = metrics_best = rep["best"]
+    own = frames.spotter_choice(out / "frames")["sub02"]   # EP03_3's own fold
     assert ann["frame"].tolist()[:2] == [35, 16] and ann["frame"].tolist()[3] == 27
     assert ann["source"].tolist()[0] == "annotated"
-    assert ann["source"].tolist()[2] == f"spotted:{metrics_best} (annotated apex NA)"
-    assert ann["frame"].tolist()[2] == frames.cached_ids(out / "frames", f"spotted:{best}")["frame"][2]
+    assert ann["source"].tolist()[2] == f"spotted:{own} (annotated apex NA; spotter of the clip's fold)"
+    assert ann["frame"].tolist()[2] == frames.cached_ids(out / "frames", f"spotted:{own}")["frame"][2]
     report = json.loads((out / "apex_report.json").read_text())
-    assert report["annotated_fallback"]["clips"] == ["synthetic/sub01/EP03_3"]
+    assert report["annotated_fallback"]["clips"] == [sid("EP03_3")]
     assert report["n_cached"] == 4 and report["skipped"] == []
 
 
 def test_same_result_with_one_worker(built, tmp_path):
     index, out, rep = built
     out1, _ = run_stage(tmp_path, index, workers=1)
-    for s in ("random", "annotated", "spotted:best"):
+    for s in ("random", "annotated", "spotted:frame_diff"):
         assert np.array_equal(frames.load_cache(out1 / "frames", s, index),
                               frames.load_cache(out / "frames", s, index))
+    assert frames.spotter_choice(out1 / "frames") == frames.spotter_choice(out / "frames")
 
 
 def test_load_cache_refuses_a_mismatched_index(built):
@@ -223,7 +259,7 @@ def test_missing_frame_is_an_error_naming_it(tmp_path):
 def test_unreadable_frame_is_an_error_naming_the_file(tmp_path):
     index = write_dataset(tmp_path / "data", size=32, clips=SMALL)
     (tmp_path / "data/Cropped/sub01/EP01_1/reg_img12.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(frames.ClipReadError, match=r"reg_img12.jpg: cannot decode"):
+    with pytest.raises(frames.ClipReadError, match=r"reg_img12.jpg: not a JPEG"):
         run_stage(tmp_path, index, workers=2)
 
 

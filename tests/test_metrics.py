@@ -293,3 +293,79 @@ def test_check_predictions_rejects_duplicates_and_uneven_seeds():
         M.check_predictions(pd.concat([pred, pred.iloc[:1]]))
     with pytest.raises(ValueError, match="same clips"):
         M.check_predictions(pred.iloc[:-1])
+
+
+def _naive_subject_bootstrap(tables, n, seed, metric, reference):
+    """Resample subjects with a plain loop and scikit-learn: the independent check."""
+    first = next(iter(tables.values())).sort_values("sample_id")
+    subjects = np.unique(first["subject"])
+    draws = np.random.default_rng(seed).integers(0, len(subjects), size=(n, len(subjects)))
+    score = {"uf1": lambda t, p: f1_score(t, p, labels=LABELS, average="macro", zero_division=0),
+             "accuracy": accuracy_score}[metric]
+    values = {k: [] for k in tables}
+    for row in draws:
+        for k, df in tables.items():
+            df = df.sort_values("sample_id")
+            parts = [df[df["subject"] == subjects[i]] for i in row]
+            both = pd.concat(parts)
+            values[k].append(score(both["y_true"], both["y_pred"]))
+    out = {k: np.quantile(v, [0.025, 0.975]) for k, v in values.items()}
+    diffs = {k: np.quantile(np.subtract(values[k], values[reference]), [0.025, 0.975])
+             for k in tables if k != reference}
+    return out, diffs
+
+
+def test_subject_bootstrap_matches_a_plain_loop():
+    a = _fake_loso(seed=1).assign(seed=0)
+    b = _fake_loso(seed=1, acc=0.3).assign(seed=0)
+    b["y_true"] = a["y_true"]
+    tables = {"a": a, "b": b}
+    got = M.subject_bootstrap(tables, LABELS, n=60, seed=4, reference="a",
+                              metrics=("uf1", "accuracy"))
+    for metric in ("uf1", "accuracy"):
+        want, diffs = _naive_subject_bootstrap(tables, 60, 4, metric, "a")
+        for k in tables:
+            np.testing.assert_allclose([got[k][f"{metric}_ci_low"], got[k][f"{metric}_ci_high"]],
+                                       want[k], atol=1e-12)
+        np.testing.assert_allclose([got["b"][f"{metric}_diff_ci_low"],
+                                    got["b"][f"{metric}_diff_ci_high"]], diffs["b"], atol=1e-12)
+        point = M.compute(b["y_true"], b["y_pred"], LABELS)[metric] - \
+            M.compute(a["y_true"], a["y_pred"], LABELS)[metric]
+        assert got["b"][f"{metric}_diff"] == pytest.approx(point)
+    assert "a_diff" not in got["a"] and got["_bootstrap"]["n_subjects"] == 8
+
+
+def test_subject_intervals_are_wider_than_clip_intervals_when_subjects_cluster():
+    rows = []
+    for s in range(12):        # a subject is either recognised on every clip or on none
+        good = s % 2 == 0
+        for i in range(10):
+            t = LABELS[i % 5]
+            rows.append({"sample_id": f"x/sub{s:02d}/{i}", "subject": f"sub{s:02d}", "y_true": t,
+                         "y_pred": t if good else LABELS[(i + 1) % 5], "seed": 0})
+    df = pd.DataFrame(rows)
+    subj = M.subject_bootstrap({"m": df}, LABELS, n=400, seed=0, metrics=("accuracy",))["m"]
+    clip = M.bootstrap_ci(df["y_true"], df["y_pred"], LABELS, n=400, seed=0,
+                          metrics=("accuracy",))["accuracy"]
+    assert subj["accuracy_ci_high"] - subj["accuracy_ci_low"] > 2 * (clip[1] - clip[0])
+
+
+def test_identical_rows_have_a_zero_difference_and_seeds_are_averaged():
+    a = _fake_loso(seed=2)
+    two = pd.concat([a.assign(seed=0), a.assign(seed=1)])
+    got = M.subject_bootstrap({"a": a.assign(seed=0), "b": two}, LABELS, n=100, reference="a")
+    assert got["b"]["uf1_diff"] == 0 and got["b"]["uf1_diff_ci_low"] == 0 == \
+        got["b"]["uf1_diff_ci_high"]
+    shuffled = a.assign(seed=0).sample(frac=1, random_state=0)
+    with pytest.raises(ValueError, match="not among the rows"):
+        M.subject_bootstrap({"a": a.assign(seed=0)}, LABELS, reference="z")
+    other = shuffled.iloc[1:]
+    with pytest.raises(ValueError, match="same clips"):
+        M.subject_bootstrap({"a": a.assign(seed=0), "b": other}, LABELS)
+
+
+def test_holm_by_hand():
+    assert M.holm([0.01, 0.04, 0.03, 0.2]) == pytest.approx([0.04, 0.09, 0.09, 0.2])
+    assert M.holm([0.5, None, 0.01]) == [pytest.approx(0.5), None, pytest.approx(0.02)]
+    assert M.holm([0.6, 0.7]) == [pytest.approx(1.0), pytest.approx(1.0)]
+    assert M.holm([]) == []

@@ -2,11 +2,18 @@
 
 This is the CI smoke run of the whole pipeline (data -> apex -> train -> evaluate -> table4) on a
 four-subject synthetic subset at 32 px with one epoch: it proves that the notebooks, the
-parameters dvc.yaml passes and the files the stages hand over fit together.
+parameters dvc.yaml passes and the files the stages hand over fit together. It runs in a
+temporary project folder with the pipeline's own relative paths (data/, results/, reports/), so
+the README's papermill examples can then be run against that finished pipeline to show that a
+parameter run never touches the pipeline's files.
 """
 from __future__ import annotations
 
+import hashlib
 import json
+import re
+import shlex
+import shutil
 from pathlib import Path
 
 import pandas as pd
@@ -16,63 +23,105 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SUBJECTS = "sub02,sub09,sub17,sub19"
+#: Parameters added to a README example so that it runs in seconds here (its own stay as written).
+QUICK = {"00_data.ipynb": {"synthetic_subjects": SUBJECTS, "synthetic_size": 48},
+         "01_apex_extraction.ipynb": {"image_size": 32, "workers": 1},
+         "02_train_loso.ipynb": {"image_size": 32, "batch_size": 8, "max_folds": 1},
+         "03_evaluate.ipynb": {}, "04_table4.ipynb": {}}
 
 
-def run(tmp: Path, notebook: str, out_name: str | None = None, **parameters) -> None:
+def run(project: Path, notebook: str, out_name: str | None = None, **parameters) -> None:
     pm.execute_notebook(
         str(ROOT / "notebooks" / notebook),
-        str(tmp / "executed" / (out_name or notebook)),
+        str(project / "executed" / (out_name or notebook)),
         parameters=parameters,
         kernel_name="python3",
-        cwd=str(ROOT),
+        cwd=str(project),
         progress_bar=False,
     )
 
 
+def tree_hashes(*folders: Path) -> dict[str, str]:
+    """sha256 of every file under the folders (what `dvc status` compares)."""
+    out = {}
+    for folder in folders:
+        for p in sorted(folder.rglob("*")) if folder.is_dir() else [folder]:
+            if p.is_file():
+                out[str(p)] = hashlib.sha256(p.read_bytes()).hexdigest()
+    return out
+
+
+def readme_examples() -> list[tuple[str, dict]]:
+    """The README's papermill examples: (notebook, parameters) per `papermill` command."""
+    text = (ROOT / "README.md").read_text()
+    found = []
+    for cmd in re.findall(r"^\.venv/bin/papermill .*?(?<!\\)$", text.replace("\\\n", " "), re.M):
+        words = shlex.split(cmd)
+        notebook = Path(words[words.index("-k") + 2]).name
+        params = {}
+        for i, w in enumerate(words):
+            if w in ("-p", "-r"):
+                value = words[i + 2]
+                params[words[i + 1]] = value if w == "-r" else yaml.safe_load(value)
+        found.append((notebook, params))
+    return found
+
+
 @pytest.mark.slow
-def test_every_notebook_runs_end_to_end(tmp_path):
-    (tmp_path / "executed").mkdir()
-    data, results, reports = tmp_path / "data", tmp_path / "results", tmp_path / "reports"
+def test_every_notebook_runs_end_to_end_and_parameter_runs_leave_it_alone(tmp_path):
+    project = tmp_path / "project"
+    (project / "executed").mkdir(parents=True)
     params = yaml.safe_load((ROOT / "params.yaml").read_text())
     params["experiments"] = {
         "onset": {"frames": "onset", "backbone": "seresnext50_32x4d", "loss": "focal"},
+        "apex_spotted": {"frames": "spotted:best", "backbone": "seresnext50_32x4d",
+                         "loss": "focal"},
         "apex_annotated": {"frames": "annotated", "backbone": "seresnext50_32x4d", "loss": "focal"},
     }
-    params_file = tmp_path / "params.yaml"
-    params_file.write_text(yaml.safe_dump(params))
+    (project / "params.yaml").write_text(yaml.safe_dump(params))
+    shutil.copy(ROOT / "README.md", project / "README.md")
 
-    run(tmp_path, "00_data.ipynb", root=str(data / "synthetic"), synthetic_subjects=SUBJECTS,
-        synthetic_size=48, out_dir=str(data), reports_dir=str(reports))
-    index = pd.read_csv(data / "index.csv")
+    # the pipeline, with the paths dvc.yaml passes (relative to the project)
+    run(project, "00_data.ipynb", root="data/synthetic", synthetic_subjects=SUBJECTS,
+        synthetic_size=48, out_dir="data", reports_dir="reports")
+    index = pd.read_csv(project / "data" / "index.csv")
     assert set(index.subject) == set(SUBJECTS.split(","))
-    assert json.loads((data / "dataset.json").read_text())["synthetic"] is True
+    assert json.loads((project / "data" / "dataset.json").read_text())["synthetic"] is True
 
-    run(tmp_path, "01_apex_extraction.ipynb", index_csv=str(data / "index.csv"),
-        dataset_json=str(data / "dataset.json"), image_size=32, workers=1,
-        frames_dir=str(data / "frames"), apex_csv=str(data / "apex.csv"),
-        metrics_json=str(reports / "apex_metrics.json"), figures_dir=str(reports / "figures" / "01_apex"))
-    assert (data / "frames" / "annotated.npy").is_file()
-    assert "best" in json.loads((reports / "apex_metrics.json").read_text())
+    run(project, "01_apex_extraction.ipynb", image_size=32, workers=1, frames_dir="data/frames",
+        apex_csv="data/apex.csv", metrics_json="reports/apex_metrics.json",
+        report_json="data/apex_report.json", figures_dir="reports/figures/01_apex")
+    assert (project / "data" / "frames" / "annotated.npy").is_file()
+    assert (project / "data" / "frames" / "spotter_choice.csv").is_file()
+    assert "per_fold" in json.loads((project / "reports" / "apex_metrics.json").read_text())
 
     for name, exp in params["experiments"].items():
-        run(tmp_path, "02_train_loso.ipynb", f"02_{name}.ipynb", experiment=name, **exp,
-            image_size=32, epochs=1, batch_size=8, index_csv=str(data / "index.csv"),
-            dataset_json=str(data / "dataset.json"), frames_dir=str(data / "frames"),
-            results_dir=str(results), reports_dir=str(reports))
-        pred = pd.read_csv(results / name / "predictions.csv")
+        run(project, "02_train_loso.ipynb", f"02_{name}.ipynb", experiment=name, **exp,
+            image_size=32, epochs=1, batch_size=8, results_dir="results", reports_dir="reports")
+        pred = pd.read_csv(project / "results" / name / "predictions.csv")
         assert len(pred) == len(index) and set(pred.experiment) == {name}
 
-    run(tmp_path, "03_evaluate.ipynb", params_file=str(params_file), results_dir=str(results),
-        index_csv=str(data / "index.csv"), dataset_json=str(data / "dataset.json"),
-        reports_dir=str(reports))
-    metrics = json.loads((reports / "metrics.json").read_text())
+    run(project, "03_evaluate.ipynb", bootstrap=200, reports_dir="reports")
+    metrics = json.loads((project / "reports" / "metrics.json").read_text())
     assert set(metrics) >= {"onset", "apex_annotated"}
+    assert metrics["onset"]["ci_unit"] == "subject" and "uf1_diff_ci_low" in metrics["onset"]
 
-    run(tmp_path, "04_table4.ipynb", params_file=str(params_file), reports_dir=str(reports),
-        results_dir=str(results), frames_dir=str(data / "frames"),
-        dataset_json=str(data / "dataset.json"), index_csv=str(data / "index.csv"),
-        apex_metrics=str(reports / "apex_metrics.json"), reference="apex_annotated")
-    table = (reports / "table4.md").read_text()
+    run(project, "04_table4.ipynb", reports_dir="reports")
+    table = (project / "reports" / "table4.md").read_text()
     assert "synthetic" in table.lower() and "not public" in table
+    assert "subject-level bootstrap" in table and "distinguishable" in table
     for suffix in ("csv", "tex"):
-        assert (reports / f"table4.{suffix}").is_file()
+        assert (project / "reports" / f"table4.{suffix}").is_file()
+
+    # the README's parameter runs against the finished pipeline: its files stay as they are
+    before = tree_hashes(project / "data", project / "results", project / "reports",
+                         project / "README.md")
+    examples = readme_examples()
+    assert sorted(nb for nb, _ in examples) == sorted(QUICK), \
+        "the README shows one papermill example per notebook"
+    for notebook, parameters in examples:
+        run(project, notebook, f"example_{notebook}", **{**parameters, **QUICK[notebook]})
+    assert tree_hashes(project / "data", project / "results", project / "reports",
+                       project / "README.md") == before
+    assert (project / "scratch" / "01_apex_extraction" / "apex_report.json").is_file()
+    assert (project / "scratch" / "04_table4" / "table4.md").is_file()

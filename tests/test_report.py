@@ -119,7 +119,8 @@ def project(tmp_path):
 def _tables(project, reference="apex_annotated", **kw):
     params = yaml.safe_load((project / "params.yaml").read_text())
     metric_map = M.evaluate_experiments(project / "results", params["experiments"], LABELS,
-                                        project / "reports", n_boot=200, progress=False)
+                                        project / "reports", n_boot=200, progress=False,
+                                        reference=reference)
     preds = R.load_predictions(project / "results", list(metric_map))
     return metric_map, R.build_tables(metric_map, LABELS, preds, reference=reference,
                                       best_spotter="lbp", n_boot=200, **kw)
@@ -129,7 +130,7 @@ def test_select_rows_orders_and_filters():
     specs = {n: {"frames": f, "backbone": b, "loss": l} for n, (f, b, l, _) in EXPERIMENTS.items()}
     rows = R.select_rows(specs, "table4", "lbp")
     assert [n for _, n in rows] == ["onset", "middle", "apex_spotted", "apex_annotated"]
-    assert rows[2][0] == "Spotted apex (best spotter: lbp)"
+    assert rows[2][0] == "Spotted apex (spotter per fold: lbp)"
     assert [n for _, n in R.select_rows(specs, "backbone")] == ["bb_resnet50", "apex_annotated"]
     assert [n for _, n in R.select_rows(specs, "loss")] == ["loss_ce", "apex_annotated"]
 
@@ -295,3 +296,67 @@ def test_leakage_on_fake_project_matches_headline(project):
     assert t["pooled_accuracy"].iloc[0] == pytest.approx(metric_map["onset"]["accuracy"])
     assert t["pooled_uf1"].iloc[0] == pytest.approx(metric_map["onset"]["uf1"])
     assert t["pooled_accuracy"].iloc[1] >= t["pooled_accuracy"].iloc[0]
+
+
+def test_rows_carry_paired_differences_holm_and_a_generated_verdict(project):
+    metric_map, tables = _tables(project)
+    t4 = tables["table4"]
+    assert R.reference_of(metric_map) == "apex_annotated"
+    ref = t4[t4["is_reference"]].iloc[0]
+    assert pd.isna(ref["uf1_diff"])
+    for _, r in t4[~t4["is_reference"]].iterrows():
+        assert r["uf1_diff"] == pytest.approx(r["uf1"] - ref["uf1"])
+        assert r["uf1_diff_ci_low"] <= r["uf1_diff"] <= r["uf1_diff_ci_high"]
+    raw = t4["mcnemar_p"].dropna()
+    holm = t4["mcnemar_p_holm"].dropna()
+    assert (holm.to_numpy() >= raw.to_numpy() - 1e-12).all()
+    assert holm.min() == pytest.approx(min(1, raw.min() * len(raw)))
+    text = R.verdict(t4)
+    for _, r in t4[~t4["is_reference"]].iterrows():
+        assert r["row"] in text
+        group = "distinguishable from zero:" if R.distinguishable(r) else "not distinguishable"
+        before = text.split(r["row"])[0]
+        assert group in before
+    assert "Holm" in text
+    md = R.to_markdown(t4)
+    assert "ΔUF1 vs apex_annotated" in md and "McNemar p (Holm)" in md
+    assert r"$\Delta$UF1" in R.to_latex(t4)
+    assert text in R.tables_markdown(tables)
+
+
+def test_verdict_sorts_rows_by_their_interval():
+    df = pd.DataFrame([
+        {"row": "Onset", "is_reference": False, "uf1_diff": -0.3, "uf1_diff_ci_low": -0.4,
+         "uf1_diff_ci_high": -0.2, "mcnemar_p_holm": 0.001},
+        {"row": "Middle", "is_reference": False, "uf1_diff": 0.01, "uf1_diff_ci_low": -0.09,
+         "uf1_diff_ci_high": 0.11, "mcnemar_p_holm": 0.6},
+        {"row": "Annotated", "is_reference": True, "uf1_diff": None, "uf1_diff_ci_low": None,
+         "uf1_diff_ci_high": None, "mcnemar_p_holm": None}])
+    text = R.verdict(df)
+    assert text.index("distinguishable from zero: Onset (-0.300 [-0.400, -0.200])") < \
+        text.index("not distinguishable from zero") < text.index("Middle (+0.010 [-0.090, +0.110])")
+    assert "p < 0.05 for Onset." in text
+
+
+def test_header_names_calibration_subject_bootstrap_and_machine(project):
+    from mer_core import config
+
+    params = config.load(project / "params.yaml")
+    dataset = json.loads((project / "data" / "dataset.json").read_text())
+    calibration = {"population": {"description": "synthetic seed 1", "synthetic_seed": 1},
+                   "date": "2026-11-29", "spotters": {"chosen_smooth": 3},
+                   "recipe": {"chosen": {"lr": params.train.lr, "epochs": params.train.epochs}}}
+    info = R.run_info(project / "results", list(params.experiments))
+    lines = R.header_lines(dataset, params.train, 500, 0.95, best_spotter="lbp in 6 of 6 folds",
+                           reference="apex_annotated", n_subjects=6, calibration=calibration,
+                           machine=R.machine_lines(info), n_tests=4)
+    text = "\n".join(lines)
+    assert "subject-level bootstrap (500 resamples of the 6 test subjects" in text
+    assert "benchmarks/calibrate.py" in text and "reports/calibration.md" in text
+    assert "never reported" in text and "departs" not in text
+    assert "Holm-adjusted over the table's 4 tests" in text
+    assert "TRAINING subjects" in text and "smoothing window (3 frames)" in text
+    assert "**Run on:** cpu" in text and "bf16" in text and "2 threads per fold" in text
+    off = {**calibration, "recipe": {"chosen": {"lr": 0.5, "epochs": params.train.epochs}}}
+    assert "departs from the calibrated recipe:** lr" in R.recipe_line(params.train, off, True)
+    assert "no calibration record" in R.recipe_line(params.train, None, True)

@@ -214,6 +214,7 @@ def _hashes(root):
             for p in sorted(root.rglob("*")) if p.is_file()}
 
 
+@pytest.mark.slow
 def test_same_seed_gives_byte_identical_files(tmp_path, subset):
     root, subjects = subset
     again = syn.generate(tmp_path / "again", seed=0, size=32, subjects=subjects,

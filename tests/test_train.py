@@ -7,6 +7,7 @@ import torch
 
 from mer_core import io
 from mer_core.config import ConfigError, ExperimentConfig, TrainConfig
+from mer_core.frames import FoldFrames
 from mer_core.models import create_model
 from mer_core.train import (BatchAugment, CacheMismatchError, FingerprintError, IncompleteError,
                             fold_seed, load_frames, merge_shards, plan_folds, plan_workers,
@@ -56,8 +57,9 @@ def run(out, c=None, index=None, images=None, **kw):
     if index is None:
         index, images = fake_data()
     kw.setdefault("model_factory", tiny)
+    kw.setdefault("threads", 1)
     return run_experiment("apex_annotated", kw.pop("exp", EXP), c or cfg(), index, images, LABELS,
-                          out, progress=False, threads=1, **kw)
+                          out, progress=False, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -68,6 +70,7 @@ def full_run(tmp_path_factory):
     return out, preds
 
 
+@pytest.mark.slow
 def test_predictions_schema_and_files(full_run):
     out, preds = full_run
     index, _ = fake_data()
@@ -110,6 +113,7 @@ def test_predictions_schema_and_files(full_run):
         [f"sub{s:02d}__seed0.csv" for s in range(4)]
 
 
+@pytest.mark.slow
 def test_interrupted_run_resumes_to_identical_predictions(full_run, tmp_path):
     out, _ = full_run
     other = tmp_path / "apex_annotated"
@@ -124,6 +128,7 @@ def test_interrupted_run_resumes_to_identical_predictions(full_run, tmp_path):
                                   pd.read_csv(out / "epoch_log.csv"))
 
 
+@pytest.mark.slow
 def test_fresh_redoes_folds_and_same_seed_is_identical(full_run, tmp_path):
     out, _ = full_run
     again = tmp_path / "apex_annotated"
@@ -137,6 +142,7 @@ def test_fresh_redoes_folds_and_same_seed_is_identical(full_run, tmp_path):
     np.testing.assert_array_equal(cam_a, cam_b)
 
 
+@pytest.mark.slow
 def test_changed_settings_refuse_to_mix_with_finished_folds(full_run, tmp_path):
     out, _ = full_run
     with pytest.raises(FingerprintError) as e:
@@ -149,6 +155,7 @@ def test_changed_settings_refuse_to_mix_with_finished_folds(full_run, tmp_path):
         run(out, index=index, images=images)
 
 
+@pytest.mark.slow
 def test_redo_stale_redoes_only_mismatching_folds(tmp_path):
     out = tmp_path / "apex_annotated"
     run(out, cfg(epochs=1, max_folds=2))
@@ -165,6 +172,7 @@ def test_redo_stale_redoes_only_mismatching_folds(tmp_path):
     assert (out / "predictions.csv").read_bytes() == (fresh / "predictions.csv").read_bytes()
 
 
+@pytest.mark.slow
 def test_shards_merge_to_the_full_run(full_run, tmp_path):
     out, _ = full_run
     sharded = tmp_path / "apex_annotated"
@@ -182,6 +190,7 @@ def test_shards_merge_to_the_full_run(full_run, tmp_path):
     assert sorted(io.read_json(sharded / "run.json")["shards"]) == ["0/2", "1/2"]
 
 
+@pytest.mark.slow
 def test_merge_refuses_mismatched_shards(tmp_path):
     out = tmp_path / "apex_annotated"
     run(out, cfg(folds="0/2", epochs=1))
@@ -191,6 +200,7 @@ def test_merge_refuses_mismatched_shards(tmp_path):
     assert "lr" in str(e.value)
 
 
+@pytest.mark.slow
 def test_two_seeds_and_seeded_by_subject(tmp_path):
     out = tmp_path / "apex_annotated"
     index, images = fake_data(n_subjects=3)
@@ -201,6 +211,7 @@ def test_two_seeds_and_seeded_by_subject(tmp_path):
     assert fold_seed(0, "sub01") == fold_seed(0, "sub01") != fold_seed(1, "sub01")
 
 
+@pytest.mark.slow
 def test_learns_the_pattern(tmp_path):
     index, images = fake_data(n_subjects=3, per_subject=9)
     run(tmp_path / "learn", cfg(epochs=8, lr=5e-3, augment="flip", max_folds=1), index=index,
@@ -210,6 +221,7 @@ def test_learns_the_pattern(tmp_path):
     assert log["train_loss"].iloc[-1] < 0.5 * log["train_loss"].iloc[0]
 
 
+@pytest.mark.slow
 def test_bad_inputs(tmp_path):
     index, images = fake_data()
     with pytest.raises(CacheMismatchError, match="24 rows"):
@@ -234,19 +246,44 @@ def test_bad_inputs(tmp_path):
 
 def test_load_frames_checks_the_cache(tmp_path):
     index, images = fake_data(n_subjects=2)
-    io.write_npy(tmp_path / "spotted-best.npy", images)
     ids = index["sample_id"].tolist()
-    io.write_csv(tmp_path / "spotted-best.csv",
-                 pd.DataFrame({"sample_id": ids, "frame": 1, "source": "spotted:best"}))
-    np.testing.assert_array_equal(load_frames(tmp_path, "spotted:best", index), images)
-    io.write_csv(tmp_path / "spotted-best.csv",
-                 pd.DataFrame({"sample_id": ids[::-1], "frame": 1, "source": "spotted:best"}))
+    for m in ("frame_diff", "lbp"):
+        io.write_npy(tmp_path / f"spotted-{m}.npy", images if m == "lbp" else images[::-1].copy())
+        io.write_csv(tmp_path / f"spotted-{m}.csv",
+                     pd.DataFrame({"sample_id": ids, "frame": 1, "source": f"spotted:{m}"}))
+    io.write_csv(tmp_path / "spotter_choice.csv", pd.DataFrame(
+        {"subject": ["sub00", "sub01"], "method": ["lbp", "frame_diff"],
+         "mae_train_frames": [1.0, 2.0], "n_train_clips": [6, 6]}))
+    best = load_frames(tmp_path, "spotted:best", index)
+    np.testing.assert_array_equal(best.for_fold("sub00"), images)
+    np.testing.assert_array_equal(best.for_fold("sub01"), images[::-1])
+    io.write_csv(tmp_path / "spotted-lbp.csv",
+                 pd.DataFrame({"sample_id": ids[::-1], "frame": 1, "source": "spotted:lbp"}))
     with pytest.raises(CacheMismatchError, match="row 0"):
         load_frames(tmp_path, "spotted:best", index)
     with pytest.raises(ValueError, match=r"12 (rows|clips)"):
-        load_frames(tmp_path, "spotted:best", index.iloc[:5])
+        load_frames(tmp_path, "spotted:frame_diff", index.iloc[:5])
     with pytest.raises(FileNotFoundError, match=r"onset\.(npy|csv)"):
         load_frames(tmp_path, "onset", index)
+
+
+@pytest.mark.slow
+def test_each_fold_trains_on_its_own_frames(tmp_path):
+    """With per-fold frames (spotted:best) a fold trains and tests on its variant only."""
+    index, images = fake_data(n_subjects=2)
+    other = images[:, ::-1].copy()
+    frames = FoldFrames({"spotted:lbp": images, "spotted:frame_diff": other},
+                        {"sub00": "spotted:lbp", "sub01": "spotted:frame_diff"})
+    out = tmp_path / "best"
+    exp = dataclasses.replace(EXP, frames="spotted:best")
+    run(out, cfg(epochs=1), index=index, images=frames, exp=exp)
+    assert io.read_json(out / "folds" / "sub00__seed0.json")["frames"] == "spotted:lbp"
+    assert io.read_json(out / "folds" / "sub01__seed0.json")["frames"] == "spotted:frame_diff"
+    plain = tmp_path / "plain"
+    run(plain, cfg(epochs=1), index=index, images=images, exp=exp)
+    a, b = pd.read_csv(out / "predictions.csv"), pd.read_csv(plain / "predictions.csv")
+    pd.testing.assert_frame_equal(a[a.subject == "sub00"], b[b.subject == "sub00"], check_exact=True)
+    assert not a[a.subject == "sub01"].equals(b[b.subject == "sub01"])
 
 
 def test_plan_folds():
@@ -282,6 +319,7 @@ def test_select_precision():
 @pytest.mark.parametrize("loss,opt,sched,alpha", [("weighted_ce", "sgd", "cosine", "none"),
                                                   ("focal", "adamw", "cosine", "inverse_frequency"),
                                                   ("ce", "sgd", "onecycle", "none")])
+@pytest.mark.slow
 def test_other_losses_optimisers_schedules_and_resize(tmp_path, loss, opt, sched, alpha):
     index, images = fake_data(n_subjects=2)
     c = cfg(epochs=1, optimizer=opt, schedule=sched, focal_alpha=alpha, image_size=24)
@@ -291,6 +329,7 @@ def test_other_losses_optimisers_schedules_and_resize(tmp_path, loss, opt, sched
     assert np.load(tmp_path / "x" / "cams" / "sub00__seed0.npz")["cam"].shape == (6, 24, 24)
 
 
+@pytest.mark.slow
 def test_fold_workers_give_the_same_predictions(full_run, tmp_path):
     # two spawned processes with one thread each == one fold at a time with one thread
     out, preds = full_run
@@ -308,16 +347,48 @@ def test_fold_workers_give_the_same_predictions(full_run, tmp_path):
 
 def test_plan_workers():
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
-    assert plan_workers(0, cpu, 2, 26) == (2, 1)       # auto: one per core
-    assert plan_workers(0, cpu, 16, 26) == (8, 2)      # at most 8
-    assert plan_workers(0, cpu, 4, 1) == (1, 4)        # never more workers than folds
-    assert plan_workers(3, cpu, 6, 26, tiny) == (3, 2)
+    assert plan_workers(0, cpu, 2, 1, 26) == 2          # auto: one per core
+    assert plan_workers(0, cpu, 16, 1, 26) == 8         # at most 8
+    assert plan_workers(0, cpu, 16, 2, 26) == 8
+    assert plan_workers(0, cpu, 4, 2, 26) == 2          # budget // threads of a fold
+    assert plan_workers(0, cpu, 4, 1, 1) == 1           # never more workers than folds
+    assert plan_workers(3, cpu, 6, 1, 26, tiny) == 3
     with pytest.warns(UserWarning, match="cuda trains one fold at a time"):
-        assert plan_workers(2, cuda, 8, 26) == (1, 8)
+        assert plan_workers(2, cuda, 8, 1, 26) == 1
     with pytest.warns(UserWarning, match="cannot be pickled"):
-        assert plan_workers(2, cpu, 2, 26, lambda n, k: tiny(n, k)) == (1, 2)
+        assert plan_workers(2, cpu, 2, 1, 26, lambda n, k: tiny(n, k)) == 1
+
+
+@pytest.mark.slow
+def test_every_split_of_the_work_trains_a_fold_alike(full_run, tmp_path):
+    """A resumed run whose last fold trains alone on a 2-thread budget, and shards run with that
+    budget, give byte-identical files: every fold trains with train.threads threads."""
+    out, _ = full_run
+    resumed = tmp_path / "resumed"
+    run(resumed, cfg(max_folds=3), threads=2)          # two workers, then one
+    run(resumed, threads=2)                            # the last fold alone: still one thread
+    assert (resumed / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
+    assert {io.read_json(p)["threads"] for p in (resumed / "folds").glob("*__seed0.json")} == {1}
+    sharded = tmp_path / "sharded"
+    run(sharded, cfg(folds="1/2"), threads=2)
+    run(sharded, cfg(folds="0/2", workers=1), threads=2)
+    merge_shards(sharded)
+    assert (sharded / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
+
+
+@pytest.mark.slow
+def test_threads_device_and_precision_are_in_the_fingerprint(full_run):
+    out, _ = full_run
+    with pytest.raises(FingerprintError, match="threads"):
+        run(out, cfg(threads=2))
+    meta = io.read_json(out / "folds" / "sub00__seed0.json")
+    assert meta["params"]["device"] == "cpu" and meta["params"]["precision"] == "fp32"
+    assert meta["params"]["device_name"] and meta["params"]["train"]["threads"] == 1
+    assert io.read_json(out / "run.json")["device_name"] == meta["params"]["device_name"]
 
 
 def test_workers_must_be_a_count():
     with pytest.raises(ConfigError, match="workers"):
         cfg(workers=-1).check("train")
+    with pytest.raises(ConfigError, match="threads"):
+        cfg(threads=0).check("train")
