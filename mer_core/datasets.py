@@ -167,6 +167,12 @@ def image_problem(path: str | Path) -> str | None:
     return None
 
 
+def decodes(path: str | Path) -> bool:
+    """True if OpenCV decodes the image (at 1/8 scale, grey: fast; a corrupt stream fails)."""
+    data = np.fromfile(str(path), dtype=np.uint8)
+    return data.size > 0 and cv2.imdecode(data, cv2.IMREAD_REDUCED_GRAYSCALE_8) is not None
+
+
 def read_frames(paths: list[Path], gray: bool = False) -> np.ndarray:
     """Decode images into a T x H x W x 3 (RGB) or T x H x W (gray) uint8 array.
 
@@ -452,7 +458,8 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
                 ``MICRO_ONLY`` for SAMM.
             strict (bool): default True: a clip with missing frames is an error; False: it is
                 dropped and listed in ``attrs["excluded"]``.
-            validate_frames (bool): default True: check that frames onset..offset exist.
+            validate_frames (bool): default True: check that frames onset..offset exist, are
+                whole (:func:`image_problem`) and decode.
             layout (str): CASME II / synthetic only; see :func:`casme2_layout` (default
                 ``"auto"``: ``Cropped`` preferred over ``CASME2_RAW_selected``).
             image_pattern (str): SAMM only; frame file name inside
@@ -548,7 +555,8 @@ def _validate_frames(records: list[dict], strict: bool, sheet: Path):
         problem, kind = None, "missing frames"
         try:
             paths = frame_paths(r["frames_dir"], r["onset"], r["offset"])
-            bad = [(p, why) for p in paths if (why := image_problem(p))]
+            bad = [(p, why) for p in paths
+                   if (why := image_problem(p) or (None if decodes(p) else "cannot decode image"))]
             if bad:
                 kind = "unreadable frames"
                 problem = (f"{bad[0][0]}: {bad[0][1]}"

@@ -529,6 +529,24 @@ def load_cache(frames_dir: str | Path, strategy: str, index) -> np.ndarray:
     return arr
 
 
+def cached_index(index: pd.DataFrame, frames_dir: str | Path) -> pd.DataFrame:
+    """The rows of the index that the apex stage cached, in index order.
+
+    With ``strict: false`` the data stage already drops (and lists in ``data/excluded.csv``)
+    every clip with a missing, truncated or undecodable frame; a clip the apex stage still
+    could not read is skipped there and listed in its report. Training then uses the remaining
+    clips: this names the ones left out (a warning), so nothing disappears silently.
+    """
+    ids = set(cached_ids(frames_dir, "onset")["sample_id"])
+    keep = index["sample_id"].astype(str).isin(ids).to_numpy()
+    if not keep.all():
+        gone = index.loc[~keep, "sample_id"].astype(str).tolist()
+        warnings.warn(f"{len(gone)} clip(s) of the index are not in the frame cache "
+                      f"{frames_dir} (skipped by the apex stage, see its report): "
+                      f"{', '.join(gone[:10])}{' ...' if len(gone) > 10 else ''}", stacklevel=2)
+    return index[keep].reset_index(drop=True)
+
+
 class FoldFrames:
     """The frames of one strategy for every LOSO fold, aligned with the index.
 
@@ -635,4 +653,4 @@ __all__ = ["BASE_STRATEGIES", "FaceNotFoundWarning", "FaceDetectorUnavailable", 
            "strategy_stem", "all_strategies", "random_index", "detect_face", "square_box",
            "centre_box", "face_box", "crop", "read_clip", "process_clip", "build_apex_stage",
            "cached_ids", "load_cache", "clip_curves", "FoldFrames", "spotter_choice",
-           "load_fold_frames", "PER_FOLD"]
+           "load_fold_frames", "cached_index", "PER_FOLD"]

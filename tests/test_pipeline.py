@@ -82,15 +82,29 @@ def test_every_notebook_runs_end_to_end_and_parameter_runs_leave_it_alone(tmp_pa
     shutil.copy(ROOT / "README.md", project / "README.md")
 
     # the pipeline, with the paths dvc.yaml passes (relative to the project)
-    run(project, "00_data.ipynb", root="data/synthetic", synthetic_subjects=SUBJECTS,
-        synthetic_size=48, out_dir="data", reports_dir="reports")
-    index = pd.read_csv(project / "data" / "index.csv")
-    assert set(index.subject) == set(SUBJECTS.split(","))
+    data = dict(root="data/synthetic", synthetic_subjects=SUBJECTS, synthetic_size=48,
+                out_dir="data", reports_dir="reports")
+    run(project, "00_data.ipynb", **data)
+    full = pd.read_csv(project / "data" / "index.csv")
+    assert set(full.subject) == set(SUBJECTS.split(","))
     assert json.loads((project / "data" / "dataset.json").read_text())["synthetic"] is True
+    # bad frames: with strict=False they are excluded, named, and the pipeline runs to the end
+    cut, garbled = full["sample_id"].iloc[0], full["sample_id"].iloc[5]
+    cut_file = project / full["frames_dir"].iloc[0] / f"reg_img{full['onset'].iloc[0] + 3}.jpg"
+    cut_file.write_bytes(cut_file.read_bytes()[:300])       # truncated: OpenCV alone decodes it
+    bad_file = project / full["frames_dir"].iloc[5] / f"reg_img{full['onset'].iloc[5] + 1}.jpg"
+    bad_file.write_bytes(b"\xff\xd8" + b"\x00" * 200 + b"\xff\xd9")   # whole but undecodable
+    with pytest.raises(pm.PapermillExecutionError, match="truncated JPEG"):
+        run(project, "00_data.ipynb", "00_strict.ipynb", **data)
+    run(project, "00_data.ipynb", **data, strict=False)
+    excluded = pd.read_csv(project / "data" / "excluded.csv").set_index("sample_id")["reason"]
+    assert "truncated JPEG" in excluded[cut] and "cannot decode" in excluded[garbled]
+    index = pd.read_csv(project / "data" / "index.csv")
+    assert len(index) == len(full) - 2
 
     run(project, "01_apex_extraction.ipynb", image_size=32, workers=1, frames_dir="data/frames",
         apex_csv="data/apex.csv", metrics_json="reports/apex_metrics.json",
-        report_json="data/apex_report.json", figures_dir="reports/figures/01_apex")
+        report_json="data/apex_report.json", figures_dir="reports/figures/01_apex", strict=False)
     assert (project / "data" / "frames" / "annotated.npy").is_file()
     assert (project / "data" / "frames" / "spotter_choice.csv").is_file()
     assert "per_fold" in json.loads((project / "reports" / "apex_metrics.json").read_text())
