@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.setup-stamp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup repro full paper test test-fast lab clean-results
+.PHONY: setup repro seeds full paper test test-fast lab clean-results
 
 setup: $(STAMP)
 
@@ -22,6 +22,9 @@ repro: setup
 	$(BIN)/python -m mer_core.report readme
 
 # Profiles (profiles/<name>.yaml): params overrides run as one `dvc exp run` (README: Profiles).
+seeds: setup
+	$(BIN)/python -m mer_core.profiles seeds
+
 full: setup
 	$(BIN)/python -m mer_core.profiles full
 
@@ -31,6 +34,7 @@ paper: setup
 test: setup
 	$(BIN)/python -m pytest -q
 
+# Tests that neither train a network nor execute a notebook (under a minute).
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
 

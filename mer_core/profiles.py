@@ -6,7 +6,10 @@ changes or adds). ``python -m mer_core.profiles <name>`` checks the merged param
     dvc exp run -S 'train.n_seeds=3' -S '+experiments.random={...}' ...
 
 so DVC reruns exactly the stages the overrides touch, keeps finished folds (``results/`` is
-persistent) and records the experiment for ``dvc exp show``. Like any ``dvc exp run`` it leaves the
+persistent) and records the experiment for ``dvc exp show``. When the run succeeds, its tables
+and metrics are copied to ``reports/profiles/<name>/`` (:data:`SAVED`) with ``run.json``: the
+command, the wall time, the date and the machine, so a profile's table can be committed beside
+the default run's. Like any ``dvc exp run`` it leaves the
 merged values in the workspace's ``params.yaml``; ``git checkout params.yaml`` returns to the
 default (then ``dvc repro`` again reruns what changed).
 """
@@ -24,6 +27,8 @@ import yaml
 from mer_core import config
 
 PROFILES_DIR = Path("profiles")
+#: What a finished profile run leaves in reports/profiles/<name>/.
+SAVED = ("table4.md", "table4.csv", "table4.tex", "results.md", "metrics.json")
 
 
 def load_profile(name: str, directory: str | Path = PROFILES_DIR, _seen: tuple = ()) -> dict:
@@ -131,6 +136,34 @@ def command(name: str, params_file: str | Path = "params.yaml",
     return cmd
 
 
+def save_reports(name: str, cmd: list[str], wall_s: float, reports_dir: str | Path = "reports"
+                 ) -> Path:
+    """Copy a finished profile run's tables to ``<reports_dir>/profiles/<name>/`` (atomically),
+    with ``run.json`` (command, wall time, date, CPU).
+
+    Raises:
+        FileNotFoundError: a file of :data:`SAVED` is missing (the run did not finish).
+    """
+    import datetime
+    import platform
+
+    from mer_core import io
+    from mer_core.train import cpu_model
+
+    reports_dir = Path(reports_dir)
+    out = reports_dir / "profiles" / name
+    for f in SAVED:
+        src = reports_dir / f
+        if not src.is_file():
+            raise FileNotFoundError(f"{src}: not found; the profile run did not finish")
+        io.write_text(out / f, src.read_text().replace("](reports/", "](../../"))
+    io.write_json(out / "run.json", {
+        "profile": name, "command": " ".join(shlex.quote(c) for c in cmd),
+        "wall_s": round(wall_s, 1), "date": datetime.date.today().isoformat(),
+        "cpu": cpu_model(), "python": platform.python_version()})
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description="Run a profile (profiles/<name>.yaml) with dvc exp run")
     ap.add_argument("name", help="profile name, e.g. full or paper")
@@ -144,7 +177,15 @@ def main(argv=None) -> int:
     print(" ".join(shlex.quote(c) for c in cmd), flush=True)
     if args.dry_run:
         return 0
-    return subprocess.call([sys.executable, "-m", *cmd])  # the dvc of this environment
+    import time
+
+    t0 = time.perf_counter()
+    rc = subprocess.call([sys.executable, "-m", *cmd])  # the dvc of this environment
+    if rc == 0:
+        out = save_reports(args.name, cmd, time.perf_counter() - t0)
+        print(f"profile {args.name}: tables saved in {out} "
+              f"({(time.perf_counter() - t0) / 60:.1f} min)")
+    return rc
 
 
 if __name__ == "__main__":

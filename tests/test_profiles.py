@@ -1,6 +1,7 @@
 """Run profiles (profiles/*.yaml -> dvc exp run -S ...)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -97,3 +98,28 @@ def test_cli_dry_run_prints_the_command(capsys, monkeypatch):
     assert profiles.main(["full", "--dry-run"]) == 0
     out = capsys.readouterr().out
     assert out.startswith("dvc exp run ") and "+experiments.random=" in out
+
+
+def test_seeds_profile_reruns_the_four_rows_with_three_seeds():
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    overrides = profiles.load_profile("seeds", ROOT / "profiles")
+    merged = config.from_dict(profiles.merge(base, overrides), "profile seeds")
+    assert merged.train.seeds == [0, 1, 2]
+    assert set(merged.experiments) == set(base["experiments"])
+    assert profiles.set_params(base, overrides) == ["train.n_seeds=3"]
+
+
+def test_finished_profile_tables_are_saved_with_their_wall_time(tmp_path):
+    reports = tmp_path / "reports"
+    reports.mkdir()
+    for f in profiles.SAVED:
+        (reports / f).write_text(f"{f}: ![bars](reports/figures/x.png)\n")
+    out = profiles.save_reports("seeds", ["dvc", "exp", "run", "-S", "train.n_seeds=3"], 3600.0,
+                                reports)
+    assert out == reports / "profiles" / "seeds"
+    assert (out / "table4.md").read_text() == "table4.md: ![bars](../../figures/x.png)\n"
+    run = json.loads((out / "run.json").read_text())
+    assert run["wall_s"] == 3600.0 and "train.n_seeds=3" in run["command"] and run["cpu"]
+    (reports / "metrics.json").unlink()
+    with pytest.raises(FileNotFoundError, match="metrics.json"):
+        profiles.save_reports("seeds", [], 1.0, reports)
