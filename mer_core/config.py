@@ -44,7 +44,7 @@ class DataConfig:
 @dataclass
 class ApexConfig:
     methods: str = "middle,frame_diff,lbp,optical_flow"
-    smooth: int = 5
+    smooth: int = 3
     fps: float = 200.0
     image_size: int = 64
     face_margin: float = 0.2
@@ -70,9 +70,9 @@ class ApexConfig:
 @dataclass
 class TrainConfig:
     image_size: int = 48
-    epochs: int = 3
+    epochs: int = 4
     batch_size: int = 16
-    lr: float = 0.003
+    lr: float = 0.004
     weight_decay: float = 0.05
     optimizer: str = "adamw"
     schedule: str = "onecycle"
@@ -82,7 +82,7 @@ class TrainConfig:
     focal_alpha: str = "none"
     pretrained: str = ""
     augment: str = "flip"
-    precision: str = "auto"
+    precision: str = "fp32"
     folds: str = "all"
     max_folds: int = 0
     workers: int = 0

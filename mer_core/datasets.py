@@ -151,7 +151,7 @@ def image_problem(path: str | Path) -> str | None:
         return "empty file (0 bytes)"
     with open(path, "rb") as f:
         head = f.read(8)
-        f.seek(max(0, size - 64))
+        f.seek(max(0, size - 4096))
         tail = f.read().rstrip(b"\x00\r\n\t ")
     suffix = path.suffix.lower()
     if suffix in (".jpg", ".jpeg"):
@@ -562,14 +562,14 @@ def _validate_frames(records: list[dict], strict: bool, sheet: Path):
                 problem = (f"{bad[0][0]}: {bad[0][1]}"
                            + (f" (and {len(bad) - 1} more frame(s))" if len(bad) > 1 else ""))
             expected = r.get("expected")
-            if expected is not None:
+            if expected is not None and problem is None:
                 wrong = [p.name for n, p in zip(range(r["onset"], r["offset"] + 1), paths)
                          if p.name != expected(n)]
                 if wrong:
                     problem = (f"{r['frames_dir']}: {len(wrong)} frame file(s) do not follow "
                                f"image_pattern (e.g. {wrong[0]!r}, expected "
                                f"{expected(r['onset'])!r} for frame {r['onset']})")
-        except (FileNotFoundError, ValueError) as e:
+        except (OSError, ValueError) as e:   # missing folder or frame, unreadable file
             problem = str(e)
         if problem is None:
             kept.append(r)

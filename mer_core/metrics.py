@@ -213,8 +213,9 @@ def _aligned(predictions: Mapping[str, pd.DataFrame]) -> tuple[list[str], np.nda
     """Sample ids (sorted), subject of each, and name -> S x N predicted names in that order."""
     names = list(predictions)
     first = predictions[names[0]]
-    first = first[first["seed"] == first["seed"].min()].sort_values("sample_id")
-    ids = first["sample_id"].astype(str).tolist()
+    first = first[first["seed"] == first["seed"].min()]
+    first = first.assign(sample_id=first["sample_id"].astype(str)).sort_values("sample_id")
+    ids = first["sample_id"].tolist()
     subjects = first["subject"].astype(str).to_numpy()
     y_true = first["y_true"].astype(str).to_numpy(dtype=object)
     preds = {}
@@ -226,7 +227,11 @@ def _aligned(predictions: Mapping[str, pd.DataFrame]) -> tuple[list[str], np.nda
             if sorted(g.index) != ids:
                 raise ValueError(f"{name} seed {s}: predicts {len(g)} clips, {names[0]} "
                                  f"{len(ids)} (or other ids); a table compares the same clips")
-            blocks.append(g.loc[ids, "y_pred"].astype(str).to_numpy(dtype=object))
+            g = g.loc[ids]
+            if not (g["y_true"].astype(str).to_numpy(dtype=object) == y_true).all():
+                raise ValueError(f"{name} seed {s}: true classes differ from {names[0]}'s for "
+                                 f"the same clips")
+            blocks.append(g["y_pred"].astype(str).to_numpy(dtype=object))
         preds[name] = np.stack(blocks)
     return ids, subjects, {"y_true": y_true, **preds}
 
@@ -765,7 +770,7 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
     for name in names:
         out[name].update(boot[name])
         out[name].update(n_bootstrap=int(n_boot), ci_level=float(ci), ci_unit="subject",
-                         diff_reference=reference)
+                         bootstrap_seed=int(seed), diff_reference=reference)
         out[name] = _json_safe(out[name])
     io.write_json(reports_dir / "metrics.json", out)
     return out

@@ -371,13 +371,11 @@ def verdict(df: pd.DataFrame, metric: str = "uf1", alpha: float = 0.05) -> str:
     rows = [r for _, r in df.iterrows() if not r["is_reference"]]
     yes = [r for r in rows if distinguishable(r, metric)]
     no = [r for r in rows if distinguishable(r, metric) is False]
-    level = round(100 * (1 - alpha))
-
     def item(r):
         return f"{r['row']} ({_fmt_diff(r, metric)})"
 
     parts = [f"Against **{ref.iloc[0]}** (paired {name} difference, row minus reference, with "
-             f"its {level} % subject-bootstrap interval):"]
+             f"its subject-bootstrap interval):"]
     if yes:
         parts.append("distinguishable from zero: " + "; ".join(map(item, yes)) + ".")
     if no:
@@ -500,7 +498,8 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
     ]
     if reference:
         on = f" on seed {mcnemar_seed}" if mcnemar_seed is not None else ""
-        family = f" over the table's {n_tests} tests" if n_tests else " over each table's tests"
+        family = (f" over each table's tests (Table 4: {n_tests})" if n_tests
+                  else " over each table's tests")
         lines.append(f"- **Significance:** McNemar's exact test of each row against "
                      f"`{reference}`{on} (same clips), p Holm-adjusted{family}.")
     if best_spotter:
@@ -559,9 +558,10 @@ def machine_lines(info: pd.DataFrame) -> list[str]:
     out = []
     for (device, name, precision, threads), names in groups.items():
         who = "all experiments" if len(groups) == 1 else ", ".join(f"`{n}`" for n in names)
-        t = f"{int(threads)} thread{'s' * (int(threads) != 1)} per fold" if _given(
-            {"t": threads}, "t") else "threads unknown"
-        out.append(f"**Run on:** {device} ({name or 'model unknown'}), {precision}, {t} "
+        t = ("threads unknown" if pd.isna(threads)
+             else f"{int(threads)} thread{'s' * (int(threads) != 1)} per fold")
+        name = "model unknown" if pd.isna(name) or not name else name
+        out.append(f"**Run on:** {device} ({name}), {precision}, {t} "
                    f"({who}).")
     return out
 

@@ -654,30 +654,32 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
         "planned": [_fold_stem(s, k) for k, s in plan],
         "sample_ids": index["sample_id"].astype(str).tolist()})
 
-    xs = {k: prepare_images(images.variants[k], cfg.image_size, dev) for k in used}
-    state = dict(name=name, exp=exp, cfg=cfg, index=index, labels=labels, xs=xs, fold_key=fold_key,
-                 y_all=y_all, y_dev=torch.from_numpy(y_all).to(dev),
-                 subj=index["subject"].astype(str).to_numpy(), model_factory=model_factory,
-                 dev=dev, precision=precision, params=params, fold_fp=fold_fp, out=out)
     workers = plan_workers(cfg.workers, dev, threads, cfg.threads, len(todo), model_factory)
     bar = tqdm(total=len(todo), desc=f"{name}: folds" + (f" ({workers} workers)" if workers > 1
                                                           else ""),
                disable=not progress, file=sys.stderr, mininterval=2.0)
-    if workers > 1:
-        _run_folds_parallel(state, todo, workers, cfg.threads, bar)
-    else:
-        prev_det = torch.are_deterministic_algorithms_enabled()
-        prev_threads = torch.get_num_threads()
+    prev_det = torch.are_deterministic_algorithms_enabled()
+    prev_threads = torch.get_num_threads()
+    if workers == 1:  # before any op: threads torch starts inherit the denormal flag
         torch.set_num_threads(cfg.threads)
         if dev.type == "cpu":
-            torch.use_deterministic_algorithms(True, warn_only=True)
             torch.set_flush_denormal(True)
-        try:
+            torch.use_deterministic_algorithms(True, warn_only=True)
+    try:
+        xs = {k: prepare_images(images.variants[k], cfg.image_size, dev) for k in used}
+        state = dict(name=name, exp=exp, cfg=cfg, index=index, labels=labels, xs=xs,
+                     fold_key=fold_key, y_all=y_all, y_dev=torch.from_numpy(y_all).to(dev),
+                     subj=index["subject"].astype(str).to_numpy(), model_factory=model_factory,
+                     dev=dev, precision=precision, params=params, fold_fp=fold_fp, out=out)
+        if workers > 1:
+            _run_folds_parallel(state, todo, workers, cfg.threads, bar)
+        else:
             for seed, subject in todo:
                 bar.set_postfix(subject=subject, seed=seed, refresh=False)
                 _run_fold(**state, seed=seed, subject=subject, progress=progress)
                 bar.update(1)
-        finally:
+    finally:
+        if workers == 1:
             torch.use_deterministic_algorithms(prev_det)
             torch.set_num_threads(prev_threads)
             if dev.type == "cpu":

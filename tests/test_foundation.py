@@ -260,3 +260,36 @@ def test_generated_folders_are_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
     for folder in ("/data/", "/results/", ".venv/", "/reports/notebooks/*"):
         assert folder in ignored
+
+
+def test_params_yaml_holds_the_calibrated_recipe():
+    """The values benchmarks/calibrate.py chose on the calibration population are the ones the
+    pipeline runs (reports/calibration.json), and that population is not the reported one."""
+    import json
+
+    record = json.loads((ROOT / "reports" / "calibration.json").read_text())
+    params = config.load(ROOT / "params.yaml")
+    chosen = record["recipe"]["chosen"]
+    assert (params.train.lr, params.train.epochs) == (chosen["lr"], chosen["epochs"])
+    assert params.apex.smooth == record["spotters"]["chosen_smooth"]
+    if record.get("precision"):
+        assert params.train.precision == record["precision"]["chosen"]
+    fixed = record["recipe"]["fixed"]
+    for key in ("image_size", "batch_size", "optimizer", "schedule", "augment", "weight_decay"):
+        assert getattr(params.train, key) == fixed[key], key
+    population = record["population"]
+    assert population["synthetic_seed"] != params.data.synthetic_seed
+    assert population["amplitude"] == params.data.synthetic_amplitude
+
+
+def test_calibration_precision_rule():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("calibrate", ROOT / "benchmarks" / "calibrate.py")
+    cal = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cal)
+    run = {"fp32_seed1": {"images_per_s": 20.0}, "bf16_seed0": {"images_per_s": 40.0},
+           "changed_bf16_vs_fp32": 0.10, "changed_seed1_vs_seed0": 0.30}
+    assert cal.precision_choice(run)["chosen"] == "bf16"
+    assert cal.precision_choice({**run, "changed_bf16_vs_fp32": 0.4})["chosen"] == "fp32"
+    assert cal.precision_choice({**run, "bf16_seed0": {"images_per_s": 21.0}})["chosen"] == "fp32"

@@ -354,7 +354,7 @@ def test_header_names_calibration_subject_bootstrap_and_machine(project):
     assert "subject-level bootstrap (500 resamples of the 6 test subjects" in text
     assert "benchmarks/calibrate.py" in text and "reports/calibration.md" in text
     assert "never reported" in text and "departs" not in text
-    assert "Holm-adjusted over the table's 4 tests" in text
+    assert "Holm-adjusted over each table's tests (Table 4: 4)" in text
     assert "TRAINING subjects" in text and "smoothing window (3 frames)" in text
     assert "**Run on:** cpu" in text and "bf16" in text and "2 threads per fold" in text
     off = {**calibration, "recipe": {"chosen": {"lr": 0.5, "epochs": params.train.epochs}}}
