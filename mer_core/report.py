@@ -377,9 +377,9 @@ def verdict(df: pd.DataFrame, metric: str = "uf1", alpha: float = 0.05) -> str:
     parts = [f"Against **{ref.iloc[0]}** (paired {name} difference, row minus reference, with "
              f"its subject-bootstrap interval):"]
     if yes:
-        parts.append("distinguishable from zero: " + "; ".join(map(item, yes)) + ".")
+        parts.append("Distinguishable from zero: " + "; ".join(map(item, yes)) + ".")
     if no:
-        parts.append(("not distinguishable from zero (the interval contains 0, so this "
+        parts.append(("Not distinguishable from zero (the interval contains 0, so this "
                       "ordering may be noise): ") + "; ".join(map(item, no)) + ".")
     sig = [r for r in rows if r.get("mcnemar_p_holm") is not None
            and not pd.isna(r.get("mcnemar_p_holm")) and r["mcnemar_p_holm"] < alpha]

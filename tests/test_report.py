@@ -314,7 +314,7 @@ def test_rows_carry_paired_differences_holm_and_a_generated_verdict(project):
     text = R.verdict(t4)
     for _, r in t4[~t4["is_reference"]].iterrows():
         assert r["row"] in text
-        group = "distinguishable from zero:" if R.distinguishable(r) else "not distinguishable"
+        group = "Distinguishable from zero:" if R.distinguishable(r) else "Not distinguishable"
         before = text.split(r["row"])[0]
         assert group in before
     assert "Holm" in text
@@ -333,8 +333,8 @@ def test_verdict_sorts_rows_by_their_interval():
         {"row": "Annotated", "is_reference": True, "uf1_diff": None, "uf1_diff_ci_low": None,
          "uf1_diff_ci_high": None, "mcnemar_p_holm": None}])
     text = R.verdict(df)
-    assert text.index("distinguishable from zero: Onset (-0.300 [-0.400, -0.200])") < \
-        text.index("not distinguishable from zero") < text.index("Middle (+0.010 [-0.090, +0.110])")
+    assert text.index("Distinguishable from zero: Onset (-0.300 [-0.400, -0.200])") < \
+        text.index("Not distinguishable from zero") < text.index("Middle (+0.010 [-0.090, +0.110])")
     assert "p < 0.05 for Onset." in text
 
 
