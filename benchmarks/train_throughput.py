@@ -12,7 +12,7 @@ Measured in one run, one thing after the other:
    with every thread, fp32 and bf16 autocast;
 2. the real loop of one fold (`train.fit_fold`: shuffling, batch gathering, augmentation, focal
    loss, schedule) against the bare step, both with the threads ONE fold worker gets
-   (`train.plan_workers`), the bare step on a fixed batch of real frames: the data-path ratio,
+   (`train.threads`), the bare step on a fixed batch of real frames: the data-path ratio,
    target >= 0.90;
 3. the whole LOSO runs of the last `dvc repro` (`results/<experiment>/`: fold workers in
    parallel, per-epoch test pass, Grad-CAM, files and process start included), read from their
@@ -163,8 +163,9 @@ def main() -> None:
     if args.no_loop:
         return
     name = "seresnext50_32x4d"
-    precision = "bf16" if bf16 else "fp32"
-    workers, each = train.plan_workers(params.train.workers, torch.device("cpu"), cores, 26)
+    precision = train.select_precision(params.train.precision, torch.device("cpu"))
+    each = params.train.threads
+    workers = train.plan_workers(params.train.workers, torch.device("cpu"), cores, each, 26)
     step = (name, params.train.image_size, params.train.batch_size, precision, args.steps)
     frames_x, frames_y, test, n_classes = frame_tensors(params)
     # a fixed batch of real frames, normalised as the loop does
@@ -176,7 +177,7 @@ def main() -> None:
                      args.loop_epochs)
     bare_after = bare_step(*step, x=x)
     bare_one = (bare_before + bare_after) / 2
-    print(f"one fold ({name}, {precision} as precision=auto picks, {each} thread(s) as one of "
+    print(f"one fold ({name}, {precision} as train.precision gives, {each} thread(s) as one of "
           f"{workers} fold worker(s), {args.loop_epochs} epochs from a fresh model, augment "
           f"{params.train.augment or 'none'}): fit_fold {loop:.1f} img/s vs bare step "
           f"{bare_one:.1f} img/s ({bare_before:.1f} before, {bare_after:.1f} after) = "
