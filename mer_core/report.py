@@ -755,29 +755,25 @@ def plot_table_bars(df: pd.DataFrame, path: str | Path | None = None, dpi: int =
 
 
 def frame_cache(frames_dir: str | Path, strategy: str, index_ids: Sequence[str]) -> np.ndarray:
-    """The cached frames of one strategy (``<frames_dir>/<stem>.npy``, memory-mapped), checked
-    against its ``<stem>.csv`` and the index's ``sample_id`` order.
+    """The frame each clip was tested on under ``strategy``, in the index's ``sample_id`` order.
+
+    For ``spotted:best`` (chosen per fold) a clip's frame is its own fold's variant: the
+    subject is the second part of the sample id (``casme2/sub01/EP02_01f``).
 
     Raises:
         FileNotFoundError: the cache is missing.
         ValueError: the cache's rows are not the index's clips in the index's order.
     """
-    stem = Path(frames_dir) / strategy.replace(":", "-")
-    npy, csv = stem.with_suffix(".npy"), stem.with_suffix(".csv")
-    for p in (npy, csv):
-        if not p.is_file():
-            raise FileNotFoundError(f"{p}: frame cache of strategy {strategy!r} not found")
-    ids = pd.read_csv(csv, dtype={"sample_id": str})["sample_id"].tolist()
-    want = [str(s) for s in index_ids]
-    if ids != want:
-        bad = next((i for i, (a, b) in enumerate(zip(ids, want)) if a != b), min(len(ids),
-                                                                                  len(want)))
-        raise ValueError(f"{csv}: rows do not match the index ({len(ids)} vs {len(want)} clips; "
-                         f"first difference at row {bad})")
-    frames = np.load(npy, mmap_mode="r")
-    if frames.shape[0] != len(want):
-        raise ValueError(f"{npy}: {frames.shape[0]} frames for {len(want)} clips")
-    return frames
+    from mer_core import frames as frames_mod
+
+    ids = [str(s) for s in index_ids]
+    if strategy != frames_mod.PER_FOLD:
+        return frames_mod.load_cache(frames_dir, strategy, ids)
+    per_fold = frames_mod.load_fold_frames(frames_dir, strategy, ids)
+    out = np.empty(per_fold.shape, dtype=np.uint8)
+    for i, sid in enumerate(ids):
+        out[i] = per_fold.for_fold(sid.split("/")[1])[i]
+    return out
 
 
 def load_cams(cams_dir: str | Path, seed: int | None = None) -> pd.DataFrame:

@@ -297,3 +297,19 @@ def test_max_clips_and_bad_config(tmp_path):
         frames.load_cache(out / "frames", "onset", index)
     with pytest.raises(ValueError, match="empty"):
         run_stage(tmp_path, index.iloc[:0])
+
+
+def test_report_shows_each_clip_with_its_own_fold_frame(built):
+    from mer_core import report
+
+    index, out, rep = built
+    ids = index["sample_id"].tolist()
+    choice = frames.spotter_choice(out / "frames")
+    shown = report.frame_cache(out / "frames", "spotted:best", ids)
+    for i, sid in enumerate(ids):
+        own = frames.load_cache(out / "frames", f"spotted:{choice[sid.split('/')[1]]}", index)
+        assert np.array_equal(shown[i], own[i])
+    assert np.array_equal(report.frame_cache(out / "frames", "onset", ids),
+                          frames.load_cache(out / "frames", "onset", index))
+    with pytest.raises(frames.CacheMismatchError):
+        report.frame_cache(out / "frames", "onset", ids[::-1])
