@@ -148,8 +148,7 @@ def main() -> None:
     torch.set_flush_denormal(True)  # as train.run_experiment on a CPU, for both sides
     torch.set_num_threads(cores)
     bf16 = train.cpu_has_bf16()
-    cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
-                if ln.startswith("model name")), "?") if Path("/proc/cpuinfo").exists() else "?"
+    cpu = train.cpu_model()
     print(f"torch {torch.__version__}, {cpu}, {cores} threads, native bf16 (AVX512-BF16/AMX): "
           f"{bf16}, {args.size} px, batch {args.batch}, channels_last")
     print(f"{'backbone':22s} {'fp32 img/s':>11s} {'bf16 img/s':>11s} {'bf16/fp32':>10s}")
