@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_core import config, datasets, frames, io, train
+from mer_core import config, datasets, frames, io, train, vocab
 from mer_core.losses import make_loss
 from mer_core.models import create_model
 
@@ -135,7 +135,7 @@ def recorded_runs(params: config.Params) -> list[dict]:
 def main() -> None:
     params = config.load(ROOT / "params.yaml")
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--backbones", default=",".join(config.BACKBONES))
+    ap.add_argument("--backbones", default=",".join(vocab.BACKBONES))
     ap.add_argument("--size", type=int, default=params.train.image_size)
     ap.add_argument("--batch", type=int, default=params.train.batch_size)
     ap.add_argument("--steps", type=int, default=8)

@@ -5,7 +5,7 @@ T x H x W x 3 RGB uint8) into a curve: one score per frame saying how far the fa
 from its neutral onset state. :func:`spot` returns the 0-based index of the curve's top. No
 spotter reads the annotation.
 
-Methods (:data:`METHODS`):
+Methods (:data:`mer_core.vocab.SPOTTERS`; each but ``middle`` has its curve in :data:`CURVES`):
 
 - ``middle``: the midpoint ``(T - 1) // 2`` (the baseline every spotter must beat); its curve is a
   triangle peaking there.
@@ -52,7 +52,7 @@ import numpy as np
 import pandas as pd
 from scipy.ndimage import median_filter, uniform_filter1d
 
-METHODS = ("middle", "frame_diff", "lbp", "optical_flow", "frequency")
+from mer_core import vocab
 
 #: Facial regions of an aligned face as fractions of the frame: (top, bottom, left, right).
 #: ``brows``: forehead and eyebrows above the eyes (AU1/2/4); ``eyes``: the eyes themselves
@@ -99,7 +99,7 @@ def spot(frames: np.ndarray, method: str, **options) -> int:
 
     Args:
         frames: T x H x W or T x H x W x 3 uint8 array, frames onset..offset of one clip.
-        method: one of :data:`METHODS`.
+        method: one of :data:`mer_core.vocab.SPOTTERS`.
         **options: overrides of :data:`DEFAULTS`.
 
     Returns:
@@ -150,7 +150,7 @@ def curve(frames: np.ndarray, method: str, **options) -> np.ndarray:
 
     Args:
         frames: T x H x W or T x H x W x 3 uint8 array (onset..offset).
-        method: one of :data:`METHODS`.
+        method: one of :data:`mer_core.vocab.SPOTTERS`.
         **options: overrides of :data:`DEFAULTS` and :data:`METHOD_DEFAULTS` (unknown
             keys raise).
 
@@ -158,8 +158,9 @@ def curve(frames: np.ndarray, method: str, **options) -> np.ndarray:
         The smoothed, drift-corrected score of each frame (>= 0; 0 for the reference frames
         when nothing moves).
     """
-    if method not in METHODS:
-        raise ValueError(f"unknown apex method {method!r}; expected one of {', '.join(METHODS)}")
+    if method not in vocab.SPOTTERS or (method != "middle" and method not in CURVES):
+        raise ValueError(f"unknown apex method {method!r}; expected one of "
+                         f"{', '.join(vocab.SPOTTERS)}")
     opts = _options(options, method)
     frames = np.asarray(frames)
     if frames.ndim not in (3, 4) or len(frames) == 0:
@@ -172,15 +173,7 @@ def curve(frames: np.ndarray, method: str, **options) -> np.ndarray:
         return np.zeros(1)
     gray = prepare(frames, opts)
     blocks = region_blocks(gray.shape[1:], opts["regions"], opts["block"])
-    if method == "frame_diff":
-        scores = _frame_diff(gray, blocks, opts)
-    elif method == "lbp":
-        scores = _lbp(gray, blocks, opts)
-    elif method == "optical_flow":
-        scores = _optical_flow(gray, blocks, opts)
-    else:
-        scores = _frequency(gray, blocks, opts)
-    return _finish(scores, opts)
+    return _finish(CURVES[method](gray, blocks, opts), opts)
 
 
 def curves(frames: np.ndarray, methods, **options) -> dict[str, np.ndarray]:
@@ -426,6 +419,12 @@ def _frequency(gray, blocks, opts):
 
 # ---------------------------------------------------------------------------- post-processing
 
+#: Score curve of each spotter but ``middle``: ``(gray frames, blocks, options) -> one score per
+#: frame``. A new spotter is its function here plus its name in :data:`mer_core.vocab.SPOTTERS`.
+CURVES = {"frame_diff": _frame_diff, "lbp": _lbp, "optical_flow": _optical_flow,
+          "frequency": _frequency}
+
+
 def _finish(scores: np.ndarray, opts: dict) -> np.ndarray:
     """Block curves (T x B) -> one smoothed, drift-free, blink-robust curve (T)."""
     scores = np.asarray(scores, np.float64)
@@ -544,5 +543,5 @@ def _r(x) -> float:
     return round(x, 4) if math.isfinite(x) else None
 
 
-__all__ = ["METHODS", "REGIONS", "DEFAULTS", "METHOD_DEFAULTS", "spot", "locate", "curve", "curves", "score", "best_method", "choose_per_fold",
+__all__ = ["CURVES", "REGIONS", "DEFAULTS", "METHOD_DEFAULTS", "spot", "locate", "curve", "curves", "score", "best_method", "choose_per_fold",
            "peak", "lbp_codes", "lbp_histograms", "chi_square", "region_blocks", "prepare"]

@@ -13,11 +13,7 @@ from pathlib import Path
 
 import yaml
 
-DATASETS = ("synthetic", "casme2", "samm")
-PROTOCOLS = ("casme2-5class", "casme2-7class", "megc2019-3class")
-SPOTTERS = ("middle", "frame_diff", "lbp", "optical_flow", "frequency")
-BACKBONES = ("seresnext50_32x4d", "resnext50_32x4d", "resnet50", "seresnet50")
-LOSSES = ("focal", "ce", "weighted_ce")
+from mer_core import vocab
 
 
 class ConfigError(ValueError):
@@ -36,8 +32,8 @@ class DataConfig:
     synthetic_amplitude: float = 10.0
 
     def check(self, where: str) -> None:
-        _choice(where, "dataset", self.dataset, DATASETS)
-        _choice(where, "protocol", self.protocol, PROTOCOLS)
+        _choice(where, "dataset", self.dataset, vocab.DATASETS)
+        _choice(where, "protocol", self.protocol, vocab.PROTOCOLS)
         _positive(where, "synthetic_size", self.synthetic_size)
 
 
@@ -57,7 +53,7 @@ class ApexConfig:
 
     def check(self, where: str) -> None:
         for m in self.method_list:
-            _choice(where, "methods", m, SPOTTERS)
+            _choice(where, "methods", m, vocab.SPOTTERS)
         _positive(where, "fps", self.fps)
         _positive(where, "image_size", self.image_size)
 
@@ -121,8 +117,8 @@ class ExperimentConfig:
 
     def check(self, where: str) -> None:
         check_strategy(self.frames, where=f"{where}: key 'frames'")
-        _choice(where, "backbone", self.backbone, BACKBONES)
-        _choice(where, "loss", self.loss, LOSSES)
+        _choice(where, "backbone", self.backbone, vocab.BACKBONES)
+        _choice(where, "loss", self.loss, vocab.LOSSES)
 
 
 @dataclass
@@ -191,14 +187,10 @@ def parse_folds(spec: str, where: str = "folds") -> tuple[int, int]:
 
 
 def check_strategy(name: str, where: str = "frames") -> None:
-    """Validate a frame strategy: onset, middle, random, annotated or spotted:<method|best>."""
-    plain = ("onset", "middle", "random", "annotated")
-    if name in plain:
-        return
-    if name.startswith("spotted:") and name.split(":", 1)[1] in SPOTTERS + ("best",):
-        return
-    valid = ", ".join(plain + tuple(f"spotted:{m}" for m in SPOTTERS + ("best",)))
-    raise ConfigError(f"{where}: unknown frame strategy {name!r}; valid: {valid}")
+    """Validate a frame strategy (:func:`mer_core.vocab.frame_strategies`)."""
+    valid = vocab.frame_strategies()
+    if name not in valid:
+        raise ConfigError(f"{where}: unknown frame strategy {name!r}; valid: {', '.join(valid)}")
 
 
 def _choice(where: str, key: str, value, choices) -> None:

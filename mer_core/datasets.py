@@ -36,12 +36,13 @@ import cv2
 import numpy as np
 import pandas as pd
 
+from mer_core import vocab
+
 logger = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
 _NUMBER = re.compile(r"(\d+)$")
 
-DATASET_NAMES = ("synthetic", "casme2", "samm")
 FPS = 200  # CASME II and SAMM are both recorded at 200 fps
 
 #: Columns of every index, in this order (extra columns such as ``objective_class`` follow).
@@ -479,8 +480,8 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
         SheetError: missing columns, non-numeric onset/offset, onset > offset, duplicate
             (subject, filename) keys; the message names the file and the sheet row.
     """
-    if name not in DATASET_NAMES:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(DATASET_NAMES)}")
+    if name not in vocab.DATASETS:
+        raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(vocab.DATASETS)}")
     known = {"sheet", "worksheet", "strict", "validate_frames", "layout", "image_pattern"}
     unknown = sorted(set(options) - known)
     if unknown:
@@ -620,50 +621,6 @@ def exclusion_summary(df: pd.DataFrame) -> pd.DataFrame:
 # Protocols
 # ---------------------------------------------------------------------------------------------
 
-_CASME = ("casme2", "synthetic")
-_CASME_EMOTIONS = ("happiness", "disgust", "repression", "surprise", "fear", "sadness", "others")
-_SAMM_EMOTIONS = ("anger", "contempt", "disgust", "fear", "happiness", "sadness", "surprise",
-                  "other")
-
-#: protocol -> labels (fixed order), emotion maps per dataset (None = drop), clips it drops.
-PROTOCOLS = {
-    "casme2-5class": {
-        "labels": ["happiness", "disgust", "repression", "surprise", "others"],
-        "maps": {d: {"happiness": "happiness", "disgust": "disgust",
-                     "repression": "repression", "surprise": "surprise", "others": "others",
-                     "fear": None, "sadness": None} for d in _CASME},
-        "drop_clips": {},
-    },
-    "casme2-7class": {
-        "labels": ["happiness", "disgust", "repression", "surprise", "fear", "sadness",
-                   "others"],
-        "maps": {d: {e: e for e in _CASME_EMOTIONS} for d in _CASME},
-        "drop_clips": {},
-    },
-    "megc2019-3class": {
-        "labels": ["negative", "positive", "surprise"],
-        "maps": {
-            **{d: {"disgust": "negative", "repression": "negative", "happiness": "positive",
-                   "surprise": "surprise", "others": None, "fear": None, "sadness": None}
-               for d in _CASME},
-            "samm": {"anger": "negative", "contempt": "negative", "disgust": "negative",
-                     "fear": "negative", "sadness": "negative", "happiness": "positive",
-                     "surprise": "surprise", "other": None},
-        },
-        # The MEGC 2019 composite database leaves these two CASME II clips out.
-        "drop_clips": {d: {("sub04", "EP12_01f"), ("sub05", "EP09_05f")} for d in _CASME},
-    },
-}
-
-
-def protocol_labels(protocol: str) -> list[str]:
-    """The class names of ``protocol`` in the fixed order used by every later stage."""
-    if protocol not in PROTOCOLS:
-        raise ValueError(f"unknown protocol {protocol!r}; expected one of "
-                         f"{', '.join(PROTOCOLS)}")
-    return list(PROTOCOLS[protocol]["labels"])
-
-
 def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
     """Keep the clips of ``protocol`` and add its class name as ``label``.
 
@@ -681,8 +638,8 @@ def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
             casme2-5class on SAMM), or an emotion the protocol does not know (a typo in the
             sheet is never dropped silently).
     """
-    labels = protocol_labels(protocol)
-    spec = PROTOCOLS[protocol]
+    labels = vocab.protocol_labels(protocol)
+    spec = vocab.PROTOCOLS[protocol]
     datasets = sorted(set(index["dataset"]))
     unfit = [d for d in datasets if d not in spec["maps"]]
     if unfit:
@@ -801,7 +758,7 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
         "description": describe(cfg, subjects),
         "synthetic": cfg.dataset == "synthetic",
         "protocol": cfg.protocol,
-        "labels": protocol_labels(cfg.protocol),
+        "labels": vocab.protocol_labels(cfg.protocol),
         "fps": FPS,
         "aligned": bool(out.attrs["aligned"]),
         "n_clips": int(len(out)),

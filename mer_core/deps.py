@@ -14,6 +14,8 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterable
 
+from mer_core import io
+
 PACKAGE = "mer_core"
 PACKAGE_DIR = Path(__file__).resolve().parent
 
@@ -92,4 +94,42 @@ def module_files(modules: Iterable[str]) -> list[str]:
     return [f"{PACKAGE}/{m}.py" for m in sorted(modules)]
 
 
-__all__ = ["imported", "closure", "notebook_imports", "notebook_modules", "module_files"]
+def sync_dvc_yaml(path: str | Path = "dvc.yaml", root: str | Path = ".") -> list[str]:
+    """Rewrite the ``mer_core/*.py`` deps of every stage of ``dvc.yaml`` from its notebook's
+    imports (the list that follows the stage's ``- notebooks/<nb>.ipynb`` dep); the rest of the
+    file, comments included, is kept as it is.
+
+    Returns:
+        The stages whose deps changed.
+    """
+    path, root = Path(path), Path(root)
+    lines = path.read_text().splitlines(keepends=True)
+    out, changed, i = [], [], 0
+    while i < len(lines):
+        line = lines[i]
+        out.append(line)
+        item = line.strip()
+        i += 1
+        if not (item.startswith("- notebooks/") and item.endswith(".ipynb")):
+            continue
+        indent = line[:len(line) - len(line.lstrip())]
+        old = []
+        while i < len(lines) and lines[i].strip().startswith(f"- {PACKAGE}/"):
+            old.append(lines[i].strip()[2:])
+            i += 1
+        new = module_files(notebook_modules(root / item[2:]))
+        out += [f"{indent}- {f}\n" for f in new]
+        if new != old:
+            changed.append(item[2:])
+    if changed:
+        io.write_text(path, "".join(out))
+    return changed
+
+
+if __name__ == "__main__":  # python -m mer_core.deps: bring dvc.yaml's code deps up to date
+    for nb in sync_dvc_yaml():
+        print(f"dvc.yaml: updated the mer_core deps of the stage running {nb}")
+
+
+__all__ = ["imported", "closure", "notebook_imports", "notebook_modules", "module_files",
+           "sync_dvc_yaml"]

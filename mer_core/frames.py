@@ -4,7 +4,7 @@ For each clip of the index the frames onset..offset are decoded once; every spot
 :mod:`mer_core.apex` scores them; one frame per *frame strategy* is face-cropped, resized and
 stored in one array per strategy, aligned to the index, so training never decodes a JPEG.
 
-Frame strategies (Table 4 rows; :func:`all_strategies`):
+Frame strategies (Table 4 rows; :func:`mer_core.vocab.cached_strategies`):
 
 - ``onset``: the onset frame (no expression yet: the floor every strategy should beat);
 - ``middle``: frame ``onset + (offset - onset) // 2``;
@@ -64,13 +64,11 @@ import numpy as np
 import pandas as pd
 
 from mer_core import apex as apex_mod
-from mer_core import io
+from mer_core import io, vocab
 from mer_core.datasets import frame_paths, read_frames
 
 logger = logging.getLogger(__name__)
 
-BASE_STRATEGIES = ("onset", "middle", "random", "annotated")
-PER_FOLD = "spotted:best"
 CHOICE_CSV = "spotter_choice.csv"
 REPORT_JSON = "data/apex_report.json"
 
@@ -88,17 +86,6 @@ class CacheMismatchError(ValueError):
 
 
 # ---------------------------------------------------------------------------- strategies
-
-def strategy_stem(name: str) -> str:
-    """File stem of a strategy's cache: ``spotted:best`` -> ``spotted-best``."""
-    return name.replace(":", "-")
-
-
-def all_strategies(methods) -> list[str]:
-    """Every strategy the stage caches for these spotting methods, in a fixed order
-    (``spotted:best`` is assembled per fold from the ``spotted:<method>`` caches)."""
-    return list(BASE_STRATEGIES) + [f"spotted:{m}" for m in methods]
-
 
 def random_index(sample_id: str, n_frames: int, seed: int = 0) -> int:
     """The ``random`` strategy's frame index (0-based): seeded by ``seed`` and the sample id."""
@@ -274,7 +261,7 @@ def process_clip(task: dict) -> dict:
     for m in task["methods"]:
         c = apex_mod.curve(gray, m, **task["options"])
         curves[m] = c.astype(np.float32)
-        picks[f"spotted:{m}"] = apex_mod.locate(c, m, **task["options"])
+        picks[vocab.spotted(m)] = apex_mod.locate(c, m, **task["options"])
     size = int(task["image_size"])
     crops = {i: crop(frames[i], box, size) for i in sorted(set(picks.values()))}
     out.update(n_frames=n, face=how, box=box, picks=picks, crops=crops)
@@ -364,9 +351,9 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     if not methods:
         raise ValueError("apex.methods is empty: at least one spotting method is needed")
     for m in methods:
-        if m not in apex_mod.METHODS:
+        if m not in vocab.SPOTTERS:
             raise ValueError(f"unknown apex method {m!r}; expected one of "
-                             f"{', '.join(apex_mod.METHODS)}")
+                             f"{', '.join(vocab.SPOTTERS)}")
     if index.empty:
         raise ValueError("the index is empty: nothing to spot")
     if max_clips and max_clips > 0:
@@ -398,7 +385,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         on = onsets[r["sample_id"]]
         for m in methods:
             rows.append({"sample_id": r["sample_id"], "method": m,
-                         "apex_pred": on + r["picks"][f"spotted:{m}"],
+                         "apex_pred": on + r["picks"][vocab.spotted(m)],
                          "apex_annotated": annotated[r["sample_id"]]})
     table = pd.DataFrame(rows)
     table["apex_annotated"] = table["apex_annotated"].astype("Int64")
@@ -415,7 +402,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     # Caches: one array + one id table per strategy, all with the same rows.
     frames_dir = Path(frames_dir)
     fallback, no_face = [], []
-    for strategy in all_strategies(methods):
+    for strategy in vocab.cached_strategies(methods):
         arrays, ids = [], []
         for r in kept:
             key, source = strategy, strategy
@@ -423,7 +410,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
                 # the spotter of the clip's own fold (chosen without its subject); when the clip
                 # trains another fold, load_fold_frames swaps in that fold's spotter
                 m = fold_method[kept_subject[r["sample_id"]]]
-                key = f"spotted:{m}"
+                key = vocab.spotted(m)
                 source = f"spotted:{m} (annotated apex NA; spotter of the clip's fold)"
             elif strategy == "random":
                 source = f"random (seed {apex_cfg.random_seed})"
@@ -431,7 +418,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
             arrays.append(r["crops"][i])
             ids.append({"sample_id": r["sample_id"], "frame": onsets[r["sample_id"]] + i,
                         "source": source})
-        stem = strategy_stem(strategy)
+        stem = vocab.strategy_stem(strategy)
         io.write_npy(frames_dir / f"{stem}.npy", np.stack(arrays).astype(np.uint8))
         io.write_csv(frames_dir / f"{stem}.csv", pd.DataFrame(ids))
     io.write_csv(frames_dir / CHOICE_CSV, choice)
@@ -458,7 +445,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
                                "clips": fallback},
         "spotter_choice": {"file": CHOICE_CSV, "per_fold": metrics["per_fold"],
                            "rule": "per fold: lowest MAE on the training subjects' clips"},
-        "strategies": {s: f"{strategy_stem(s)}.npy" for s in all_strategies(methods)},
+        "strategies": {s: f"{vocab.strategy_stem(s)}.npy" for s in vocab.cached_strategies(methods)},
         "frames_dir": str(frames_dir),
         "seconds": {"spot_and_crop": round(t_spot, 2),
                     "total": round(time.perf_counter() - t0, 2)},
@@ -475,7 +462,7 @@ def cached_ids(frames_dir: str | Path, strategy: str) -> pd.DataFrame:
     Raises:
         FileNotFoundError: the cache was not built (names the file).
     """
-    path = Path(frames_dir) / f"{strategy_stem(strategy)}.csv"
+    path = Path(frames_dir) / f"{vocab.strategy_stem(strategy)}.csv"
     if not path.is_file():
         raise FileNotFoundError(f"{path}: frame cache of strategy {strategy!r} not found "
                                 "(run the apex stage first)")
@@ -499,11 +486,11 @@ def load_cache(frames_dir: str | Path, strategy: str, index) -> np.ndarray:
             (the message names the first missing, extra or misplaced ids).
     """
     frames_dir = Path(frames_dir)
-    if strategy == PER_FOLD:
+    if strategy == vocab.PER_FOLD:
         raise ValueError(f"{strategy}: chosen per LOSO fold, so it has no single cache; use "
                          f"load_fold_frames({str(frames_dir)!r}, {strategy!r}, index)")
     ids = cached_ids(frames_dir, strategy)["sample_id"].tolist()
-    npy = frames_dir / f"{strategy_stem(strategy)}.npy"
+    npy = frames_dir / f"{vocab.strategy_stem(strategy)}.npy"
     if not npy.is_file():
         raise FileNotFoundError(f"{npy}: frame cache of strategy {strategy!r} not found "
                                 "(run the apex stage first)")
@@ -614,14 +601,14 @@ def load_fold_frames(frames_dir: str | Path, strategy: str, index) -> FoldFrames
     Raises:
         FileNotFoundError, CacheMismatchError: as :func:`load_cache`.
     """
-    if strategy != PER_FOLD and strategy != "annotated":
+    if strategy != vocab.PER_FOLD and strategy != "annotated":
         return FoldFrames({strategy: load_cache(frames_dir, strategy, index)})
     choice = spotter_choice(frames_dir)
     methods = sorted(set(choice.values()))
-    spotted = {m: load_cache(frames_dir, f"spotted:{m}", index) for m in methods}
-    if strategy == PER_FOLD:
-        return FoldFrames({f"spotted:{m}": a for m, a in spotted.items()},
-                          {s: f"spotted:{m}" for s, m in choice.items()})
+    spotted = {m: load_cache(frames_dir, vocab.spotted(m), index) for m in methods}
+    if strategy == vocab.PER_FOLD:
+        return FoldFrames({vocab.spotted(m): a for m, a in spotted.items()},
+                          {s: vocab.spotted(m) for s, m in choice.items()})
     base = load_cache(frames_dir, "annotated", index)
     na = ~cached_ids(frames_dir, "annotated")["source"].eq("annotated").to_numpy()
     if not na.any():
@@ -649,8 +636,8 @@ def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> d
     return {"frames": np.arange(int(row["onset"]), int(row["offset"]) + 1), **r["curves"]}
 
 
-__all__ = ["BASE_STRATEGIES", "FaceNotFoundWarning", "FaceDetectorUnavailable", "haar_available", "ClipReadError", "CacheMismatchError",
-           "strategy_stem", "all_strategies", "random_index", "detect_face", "square_box",
+__all__ = ["FaceNotFoundWarning", "FaceDetectorUnavailable", "haar_available", "ClipReadError", "CacheMismatchError",
+           "random_index", "detect_face", "square_box",
            "centre_box", "face_box", "crop", "read_clip", "process_clip", "build_apex_stage",
            "cached_ids", "load_cache", "clip_curves", "FoldFrames", "spotter_choice",
-           "load_fold_frames", "cached_index", "PER_FOLD"]
+           "load_fold_frames", "cached_index"]

@@ -10,7 +10,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mer_core.config import LOSSES, split_list
+from mer_core import vocab
+from mer_core.config import split_list
 
 ALPHA_SPECS = ("none", "inverse_frequency", "<comma-separated list of one weight per class>")
 
@@ -138,7 +139,7 @@ def make_loss(name: str, labels_train, num_classes: int, gamma: float = 2.0,
     if name == "weighted_ce":
         return FocalLoss(gamma=0.0,
                          alpha=class_alpha(labels_train, num_classes, "inverse_frequency"))
-    raise ValueError(f"unknown loss {name!r}; valid: {', '.join(LOSSES)}")
+    raise ValueError(f"unknown loss {name!r}; valid: {', '.join(vocab.LOSSES)}")
 
 
 __all__ = ["FocalLoss", "class_alpha", "make_loss"]

@@ -12,7 +12,7 @@ import timm
 import torch
 from torch import nn
 
-from mer_core.config import BACKBONES
+from mer_core import vocab
 
 #: Wrapper keys under which checkpoints commonly nest their state dict.
 _WRAPPERS = ("state_dict", "model", "model_state_dict", "state_dict_ema", "model_ema")
@@ -27,7 +27,7 @@ def create_model(name: str, num_classes: int, pretrained: str | None = None,
     """Build a classifier backbone.
 
     Args:
-        name: one of :data:`mer_core.config.BACKBONES` (``seresnext50_32x4d`` is the paper's).
+        name: one of :data:`mer_core.vocab.BACKBONES` (``seresnext50_32x4d`` is the paper's).
         num_classes: size of the new classifier head.
         pretrained: ``None`` or ``""``: random init; ``"imagenet"``: timm's pretrained weights
             (downloaded once into the Hugging Face cache); otherwise a path to a local weights file
@@ -43,8 +43,8 @@ def create_model(name: str, num_classes: int, pretrained: str | None = None,
         WeightsError: the weights file is missing, unreadable or does not fit the body.
         RuntimeError: ``"imagenet"`` could not be downloaded (the message says where to put a file).
     """
-    if name not in BACKBONES and not allow_any:
-        raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(BACKBONES)}")
+    if name not in vocab.BACKBONES and not allow_any:
+        raise ValueError(f"unknown backbone {name!r}; valid: {', '.join(vocab.BACKBONES)}")
     if num_classes < 1:
         raise ValueError(f"num_classes must be >= 1, got {num_classes}")
     pretrained = (pretrained or "").strip()

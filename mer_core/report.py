@@ -29,20 +29,14 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import io, metrics
+from . import io, metrics, vocab
 
-PAPER_BACKBONE = "seresnext50_32x4d"
-PAPER_LOSS = "focal"
-REFERENCE_FRAMES = "annotated"
-FRAME_ORDER = ("onset", "middle", "random", "spotted", "annotated")
-BACKBONE_NAMES = {"resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50 (32x4d)",
-                  "seresnet50": "SE-ResNet-50", "seresnext50_32x4d": "SE-ResNeXt-50 (32x4d)"}
-LOSS_NAMES = {"ce": "Cross-entropy", "weighted_ce": "Class-weighted cross-entropy",
-              "focal": "Focal loss"}
+_PAPER = (vocab.BACKBONES[vocab.PAPER_BACKBONE], vocab.LOSSES[vocab.PAPER_LOSS])
+_REF = vocab.frame_label(vocab.REFERENCE_FRAMES).lower()
 TABLE_TITLES = {
-    "table4": "Table 4: frame strategy (SE-ResNeXt-50 (32x4d) + Focal loss)",
-    "backbone": "Ablation: backbone (annotated apex + Focal loss)",
-    "loss": "Ablation: loss (annotated apex + SE-ResNeXt-50 (32x4d))",
+    "table4": f"Table 4: frame strategy ({_PAPER[0]} + {_PAPER[1]})",
+    "backbone": f"Ablation: backbone ({_REF} + {_PAPER[1]})",
+    "loss": f"Ablation: loss ({_REF} + {_PAPER[0]})",
 }
 ROW_HEADERS = {"table4": "Frames", "backbone": "Backbone", "loss": "Loss"}
 METRIC_COLUMNS = (("accuracy", "Accuracy (%)"), ("uf1", "UF1"), ("uar", "UAR"))
@@ -55,19 +49,6 @@ PAPER_NOTE = ("The paper's own Table 4 numbers are not public (only its abstract
 # ----------------------------------------------------------------------------------------------
 # Row selection
 # ----------------------------------------------------------------------------------------------
-def frame_label(frames: str, best_spotter: str | None = None) -> str:
-    """Human name of a frame strategy; ``best_spotter`` describes the per-fold spotter choice
-    of ``spotted:best`` (e.g. "frame_diff in 26 of 26 folds", :func:`spotter_summary`)."""
-    if frames.startswith("spotted:"):
-        method = frames.split(":", 1)[1]
-        if method == "best":
-            return f"Spotted apex (spotter per fold: {best_spotter})" if best_spotter \
-                else "Spotted apex (spotter chosen per fold)"
-        return f"Spotted apex ({method})"
-    return {"onset": "Onset frame", "middle": "Middle frame", "random": "Random frame",
-            "annotated": "Annotated apex"}.get(frames, frames)
-
-
 def spotter_summary(per_fold: Mapping[str, int] | None) -> str | None:
     """``{"frame_diff": 25, "lbp": 1}`` -> "frame_diff in 25, lbp in 1 of 26 folds"."""
     if not per_fold:
@@ -95,18 +76,19 @@ def select_rows(specs: Mapping, table: str, best_spotter: str | None = None
     rows = []
     for name, s in specs.items():
         frames, backbone, loss = (_spec(s, k) for k in ("frames", "backbone", "loss"))
-        if table == "table4" and backbone == PAPER_BACKBONE and loss == PAPER_LOSS:
-            kind = "spotted" if frames.startswith("spotted:") else frames
-            if kind in FRAME_ORDER:
-                rows.append((FRAME_ORDER.index(kind), frames, frame_label(frames, best_spotter),
-                             name))
-        elif table == "backbone" and frames == REFERENCE_FRAMES and loss == PAPER_LOSS \
-                and backbone in BACKBONE_NAMES:
-            rows.append((list(BACKBONE_NAMES).index(backbone), "", BACKBONE_NAMES[backbone],
+        paper_backbone, paper_loss = backbone == vocab.PAPER_BACKBONE, loss == vocab.PAPER_LOSS
+        if table == "table4" and paper_backbone and paper_loss:
+            kind = vocab.SPOTTED if vocab.spotter_of(frames) is not None else frames
+            if kind in vocab.FRAME_ORDER:
+                rows.append((vocab.FRAME_ORDER.index(kind), frames,
+                             vocab.frame_label(frames, best_spotter), name))
+        elif table == "backbone" and frames == vocab.REFERENCE_FRAMES and paper_loss \
+                and backbone in vocab.BACKBONES:
+            rows.append((list(vocab.BACKBONES).index(backbone), "", vocab.BACKBONES[backbone],
                          name))
-        elif table == "loss" and frames == REFERENCE_FRAMES and backbone == PAPER_BACKBONE \
-                and loss in LOSS_NAMES:
-            rows.append((list(LOSS_NAMES).index(loss), "", LOSS_NAMES[loss], name))
+        elif table == "loss" and frames == vocab.REFERENCE_FRAMES and paper_backbone \
+                and loss in vocab.LOSSES:
+            rows.append((list(vocab.LOSSES).index(loss), "", vocab.LOSSES[loss], name))
         elif table not in TABLE_TITLES:
             raise ValueError(f"unknown table {table!r}; expected one of {list(TABLE_TITLES)}")
     rows.sort(key=lambda r: (r[0], r[1], r[3]))
@@ -767,7 +749,7 @@ def frame_cache(frames_dir: str | Path, strategy: str, index_ids: Sequence[str])
     from mer_core import frames as frames_mod
 
     ids = [str(s) for s in index_ids]
-    if strategy != frames_mod.PER_FOLD:
+    if strategy != vocab.PER_FOLD:
         return frames_mod.load_cache(frames_dir, strategy, ids)
     per_fold = frames_mod.load_fold_frames(frames_dir, strategy, ids)
     out = np.empty(per_fold.shape, dtype=np.uint8)

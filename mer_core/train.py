@@ -62,8 +62,8 @@ from tqdm import tqdm
 
 from mer_core import deps, io
 from mer_core.frames import CacheMismatchError, FoldFrames, load_fold_frames
-from mer_core.config import (BACKBONES, LOSSES, ExperimentConfig, TrainConfig, check_strategy,
-                             parse_folds)
+from mer_core import vocab
+from mer_core.config import ExperimentConfig, TrainConfig, check_strategy, parse_folds
 from mer_core.gradcam import grad_cam
 from mer_core.losses import make_loss
 from mer_core.models import cam_layer, create_model
@@ -553,7 +553,7 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
         fresh: redo this run's folds even if finished ones exist (and drop stale merged files).
         model_factory: ``(backbone, num_classes) -> nn.Module``; default builds
             :func:`mer_core.models.create_model` with ``cfg.pretrained``. With a factory the
-            backbone name is not restricted to BACKBONES (tests use tiny timm models).
+            backbone name is not restricted to vocab.BACKBONES (tests use tiny timm models).
         progress: tqdm bars (folds, epochs).
         image_ids: the cache's sample ids, checked against the index when given.
         device: ``auto`` (cuda > mps > cpu) or a torch device string.
@@ -579,13 +579,13 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
     """
     t_start = time.perf_counter()
     check_strategy(exp.frames, where=f"experiment {name}: key 'frames'")
-    if exp.loss not in LOSSES:
+    if exp.loss not in vocab.LOSSES:
         raise ValueError(f"experiment {name}: unknown loss {exp.loss!r}; "
-                         f"valid: {', '.join(LOSSES)}")
+                         f"valid: {', '.join(vocab.LOSSES)}")
     if model_factory is None:
-        if exp.backbone not in BACKBONES:
+        if exp.backbone not in vocab.BACKBONES:
             raise ValueError(f"experiment {name}: unknown backbone {exp.backbone!r}; valid: "
-                             f"{', '.join(BACKBONES)}")
+                             f"{', '.join(vocab.BACKBONES)}")
         model_factory = _default_factory(cfg.pretrained)
         factory_tag = "mer_core.models.create_model"
     else:

@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer_core import apex
+from mer_core import apex, vocab
 
 
 def make_face(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -117,7 +117,7 @@ def test_curve_shape_and_no_motion_is_flat():
 
 def test_one_frame_clip():
     one = make_clip(1, 0, blink=None)
-    for m in apex.METHODS:
+    for m in vocab.SPOTTERS:
         assert apex.spot(one, m) == 0
 
 

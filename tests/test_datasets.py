@@ -9,7 +9,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from mer_core import datasets as ds
+from mer_core import datasets as ds, vocab
 from mer_core.config import DataConfig
 
 CASME_HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
@@ -202,7 +202,7 @@ def test_protocol_5class(casme):
     ex = ds.excluded(out)
     assert set(ex["sample_id"]) == {"casme2/sub03/EP09f", "casme2/sub05/EP01_01"}
     assert ex["reason"].str.contains("is not a class of casme2-5class").all()
-    assert ds.protocol_labels("casme2-5class") == ["happiness", "disgust", "repression",
+    assert vocab.protocol_labels("casme2-5class") == ["happiness", "disgust", "repression",
                                                    "surprise", "others"]
 
 
@@ -210,7 +210,7 @@ def test_protocol_7class(casme):
     out = ds.apply_protocol(ds.load_index("casme2", casme), "casme2-7class")
     assert len(out) == 9 and ds.excluded(out).empty
     assert list(out["label"]) == list(out["emotion"])
-    assert len(ds.protocol_labels("casme2-7class")) == 7
+    assert len(vocab.protocol_labels("casme2-7class")) == 7
 
 
 def test_protocol_megc_casme(casme):
@@ -432,7 +432,7 @@ def test_card(casme, tmp_path):
 
     out = ds.apply_protocol(ds.load_index("casme2", casme), "casme2-5class")
     table = card.class_subject_table(out)
-    assert list(table.columns) == ds.protocol_labels("casme2-5class") + ["total"]
+    assert list(table.columns) == vocab.protocol_labels("casme2-5class") + ["total"]
     assert table.loc["total", "total"] == 7 and table.loc["sub01", "disgust"] == 1
     assert card.clip_lengths(out).iloc[0] == 5
     stats = card.clip_length_stats(out)
@@ -447,6 +447,6 @@ def test_card(casme, tmp_path):
     png = card.save_figure(card.class_strip_figure(out), tmp_path / "f" / "strip.png")
     card.save_figure(card.clip_length_figure(out), tmp_path / "f" / "len.png")
     assert png.stat().st_size > 1000
-    summary = card.card_summary(out, {"labels": ds.protocol_labels("casme2-5class")})
+    summary = card.card_summary(out, {"labels": vocab.protocol_labels("casme2-5class")})
     assert summary["per_class"]["others"] == 1 and summary["n_clips"] == 7
     json.dumps(summary)

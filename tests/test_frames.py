@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer_core import frames
+from mer_core import frames, vocab
 from mer_core.config import ApexConfig
 
 from test_apex import make_clip
@@ -20,9 +20,9 @@ METHODS = "middle,frame_diff,lbp,optical_flow"
 # ---------------------------------------------------------------------------- strategies
 
 def test_strategy_names():
-    assert frames.strategy_stem("spotted:best") == "spotted-best"
-    assert frames.strategy_stem("onset") == "onset"
-    assert frames.all_strategies(["middle", "lbp"]) == [
+    assert vocab.strategy_stem("spotted:best") == "spotted-best"
+    assert vocab.strategy_stem("onset") == "onset"
+    assert vocab.cached_strategies(["middle", "lbp"]) == [
         "onset", "middle", "random", "annotated", "spotted:middle", "spotted:lbp"]
 
 
@@ -138,7 +138,7 @@ def built(tmp_path_factory):
 
 def test_stage_writes_every_strategy_aligned_to_the_index(built):
     index, out, rep = built
-    for s in frames.all_strategies(METHODS.split(",")):
+    for s in vocab.cached_strategies(METHODS.split(",")):
         arr = frames.load_cache(out / "frames", s, index)
         assert arr.shape == (4, 32, 32, 3) and arr.dtype == np.uint8
         ids = frames.cached_ids(out / "frames", s)
@@ -272,7 +272,7 @@ def test_non_strict_skips_and_reports_consistently(tmp_path):
     assert "reg_img12.jpg" in report["skipped"][0]["reason"]
     assert report["n_cached"] == 2 and report["n_index"] == 3
     kept = index[index["sample_id"] != "synthetic/sub01/EP01_1"]
-    for s in frames.all_strategies(METHODS.split(",")):
+    for s in vocab.cached_strategies(METHODS.split(",")):
         assert len(frames.load_cache(out / "frames", s, kept)) == 2
     with pytest.raises(frames.CacheMismatchError, match="EP01_1"):
         frames.load_cache(out / "frames", "onset", index)

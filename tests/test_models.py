@@ -4,7 +4,7 @@ import timm
 import torch
 
 from mer_core import models
-from mer_core.config import BACKBONES
+from mer_core.vocab import BACKBONES
 from mer_core.gradcam import grad_cam
 from mer_core.models import WeightsError, cam_layer, count_parameters, create_model
 

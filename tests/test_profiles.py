@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from mer_core import config, profiles
+from mer_core import config, profiles, vocab
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -68,9 +68,9 @@ def test_shipped_profiles_are_valid_params(name):
     # the Table 4 core rows stay, the random row and both ablations are added
     for frames in ("onset", "middle", "spotted:best", "annotated", "random"):
         assert (frames, "seresnext50_32x4d", "focal") in specs
-    assert {b for f, b, lo in specs if f == "annotated" and lo == "focal"} == set(config.BACKBONES)
+    assert {b for f, b, lo in specs if f == "annotated" and lo == "focal"} == set(vocab.BACKBONES)
     assert {lo for f, b, lo in specs if f == "annotated" and b == "seresnext50_32x4d"} \
-        == set(config.LOSSES)
+        == set(vocab.LOSSES)
     assert params.train.n_seeds >= 3
     if name == "paper":
         assert params.train.image_size == 224 and params.apex.image_size == 224
@@ -84,7 +84,7 @@ def test_paper_profile_refuses_missing_weights_and_runs_with_them(tmp_path, monk
     with pytest.raises(FileNotFoundError, match=r"weights/seresnext50_32x4d_imagenet\.pth"):
         profiles.command("paper", directory=ROOT / "profiles")
     (tmp_path / "weights").mkdir()
-    for b in config.BACKBONES:
+    for b in vocab.BACKBONES:
         (tmp_path / "weights" / f"{b}_imagenet.pth").write_bytes(b"x")
     cmd = profiles.command("paper", directory=ROOT / "profiles")
     assert cmd[:3] == ["dvc", "exp", "run"]

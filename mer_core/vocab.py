@@ -1,0 +1,128 @@
+"""Every name a user can choose, defined once: datasets, protocols and their classes, spotters,
+frame strategies, backbones and losses.
+
+The config checks, the stages and the table builders all read these (``vocab.BACKBONES``, not a
+copy), so adding a choice is one line here plus, where it needs one, its implementation:
+
+- a backbone: one ``BACKBONES`` entry (any timm model name; its display name is the row label);
+- a spotter: one ``SPOTTERS`` entry and its score curve in :data:`mer_core.apex.CURVES`;
+- a loss: one ``LOSSES`` entry and its branch in :func:`mer_core.losses.make_loss`;
+- a protocol: one ``PROTOCOLS`` entry (classes, emotion maps, dropped clips).
+
+Tables show backbones and losses in the order of these mappings.
+"""
+from __future__ import annotations
+
+#: Datasets :func:`mer_core.datasets.load_index` reads.
+DATASETS = ("synthetic", "casme2", "samm")
+
+_CASME = ("casme2", "synthetic")
+_CASME_EMOTIONS = ("happiness", "disgust", "repression", "surprise", "fear", "sadness", "others")
+
+#: protocol -> ``labels`` (the classes, in the fixed order every stage uses), ``maps`` (per
+#: dataset: raw emotion -> class, or None = dropped) and ``drop_clips`` (per dataset: (subject,
+#: clip) pairs the protocol leaves out).
+PROTOCOLS = {
+    "casme2-5class": {
+        "labels": ["happiness", "disgust", "repression", "surprise", "others"],
+        "maps": {d: {"happiness": "happiness", "disgust": "disgust",
+                     "repression": "repression", "surprise": "surprise", "others": "others",
+                     "fear": None, "sadness": None} for d in _CASME},
+        "drop_clips": {},
+    },
+    "casme2-7class": {
+        "labels": ["happiness", "disgust", "repression", "surprise", "fear", "sadness",
+                   "others"],
+        "maps": {d: {e: e for e in _CASME_EMOTIONS} for d in _CASME},
+        "drop_clips": {},
+    },
+    "megc2019-3class": {
+        "labels": ["negative", "positive", "surprise"],
+        "maps": {
+            **{d: {"disgust": "negative", "repression": "negative", "happiness": "positive",
+                   "surprise": "surprise", "others": None, "fear": None, "sadness": None}
+               for d in _CASME},
+            "samm": {"anger": "negative", "contempt": "negative", "disgust": "negative",
+                     "fear": "negative", "sadness": "negative", "happiness": "positive",
+                     "surprise": "surprise", "other": None},
+        },
+        # The MEGC 2019 composite database leaves these two CASME II clips out.
+        "drop_clips": {d: {("sub04", "EP12_01f"), ("sub05", "EP09_05f")} for d in _CASME},
+    },
+}
+
+#: Apex spotters (:mod:`mer_core.apex`). ``middle`` is the no-information reference.
+SPOTTERS = ("middle", "frame_diff", "lbp", "optical_flow", "frequency")
+
+#: Frame strategies with a cache of their own, besides ``spotted:<spotter>``; display names.
+BASE_FRAMES = {"onset": "Onset frame", "middle": "Middle frame", "random": "Random frame",
+               "annotated": "Annotated apex"}
+SPOTTED = "spotted"
+#: The spotter chosen per LOSO fold on the fold's training subjects (no cache of its own).
+PER_FOLD = "spotted:best"
+#: Row order of Table 4 (every ``spotted:*`` strategy sits at ``spotted``).
+FRAME_ORDER = ("onset", "middle", "random", SPOTTED, "annotated")
+
+#: Backbones (timm names) -> display names, in the ablation table's row order.
+BACKBONES = {"resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50 (32x4d)",
+             "seresnet50": "SE-ResNet-50", "seresnext50_32x4d": "SE-ResNeXt-50 (32x4d)"}
+#: Losses -> display names, in the ablation table's row order.
+LOSSES = {"ce": "Cross-entropy", "weighted_ce": "Class-weighted cross-entropy",
+          "focal": "Focal loss"}
+
+#: The paper's choices: Table 4 varies the frames with these fixed; the ablations vary one.
+PAPER_BACKBONE = "seresnext50_32x4d"
+PAPER_LOSS = "focal"
+REFERENCE_FRAMES = "annotated"
+
+
+def spotted(method: str) -> str:
+    """The frame strategy of one spotter: ``frame_diff`` -> ``spotted:frame_diff``."""
+    return f"{SPOTTED}:{method}"
+
+
+def spotter_of(strategy: str) -> str | None:
+    """``spotted:lbp`` -> ``lbp``; ``best`` for :data:`PER_FOLD`; None for other strategies."""
+    prefix = SPOTTED + ":"
+    return strategy[len(prefix):] if strategy.startswith(prefix) else None
+
+
+def frame_strategies() -> list[str]:
+    """Every valid frame strategy: the base ones, ``spotted:<spotter>`` and ``spotted:best``."""
+    return list(BASE_FRAMES) + [spotted(m) for m in SPOTTERS] + [PER_FOLD]
+
+
+def cached_strategies(methods) -> list[str]:
+    """The strategies the apex stage caches for these spotters, in a fixed order
+    (``spotted:best`` is assembled per fold from the ``spotted:<method>`` caches)."""
+    return list(BASE_FRAMES) + [spotted(m) for m in methods]
+
+
+def strategy_stem(name: str) -> str:
+    """File stem of a strategy (cache files, experiment folders): ``spotted:best`` ->
+    ``spotted-best``."""
+    return name.replace(":", "-")
+
+
+def frame_label(frames: str, best_spotter: str | None = None) -> str:
+    """Display name of a frame strategy; ``best_spotter`` describes the per-fold spotter choice
+    of ``spotted:best`` (e.g. "frame_diff in 26 of 26 folds")."""
+    method = spotter_of(frames)
+    if method == "best":
+        return f"Spotted apex (spotter per fold: {best_spotter})" if best_spotter \
+            else "Spotted apex (spotter chosen per fold)"
+    if method is not None:
+        return f"Spotted apex ({method})"
+    return BASE_FRAMES.get(frames, frames)
+
+
+def protocol_labels(protocol: str) -> list[str]:
+    """The class names of ``protocol`` in the fixed order used by every later stage.
+
+    Raises:
+        ValueError: unknown protocol (lists the known ones).
+    """
+    if protocol not in PROTOCOLS:
+        raise ValueError(f"unknown protocol {protocol!r}; expected one of "
+                         f"{', '.join(PROTOCOLS)}")
+    return list(PROTOCOLS[protocol]["labels"])
