@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core import config, datasets, frames, io, metrics, train
+from mer_core import config, datasets, frames, handover, io, loso, machine, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,9 +80,9 @@ def spotter_grid(index, info, apex_cfg, smooths, work: Path) -> tuple[list[dict]
 
 def train_row(name, strategy, cfg, index, labels, frames_dir, out) -> dict:
     exp = config.ExperimentConfig(frames=strategy, backbone="seresnext50_32x4d", loss="focal")
-    images = frames.load_cache(frames_dir, strategy, index)
+    images = handover.load_cache(frames_dir, strategy, index)
     t0 = time.perf_counter()
-    preds = train.run_experiment(name, exp, cfg, index, images, labels, out, progress=False,
+    preds = loso.run_experiment(name, exp, cfg, index, images, labels, out, progress=False,
                                  redo_stale=True)
     elapsed = time.perf_counter() - t0
     m = metrics.compute(preds["y_true"], preds["y_pred"], labels)
@@ -181,7 +181,7 @@ def main() -> None:
         bf16 = train_row("annotated", "annotated", dataclasses.replace(cfg, precision="bf16"),
                          index, labels, frames_dir, work / "train" / f"{tag}-bf16")
         precision = {
-            "native_bf16": train.cpu_has_bf16(),
+            "native_bf16": machine.cpu_has_bf16(),
             "fp32_seed0": {k: fp32[k] for k in ("uf1", "accuracy", "images_per_s")},
             "fp32_seed1": {k: seed1[k] for k in ("uf1", "accuracy", "images_per_s")},
             "bf16_seed0": {k: bf16[k] for k in ("uf1", "accuracy", "images_per_s")},
@@ -198,7 +198,7 @@ def main() -> None:
         "what": "recipe calibration on a population that no table reports",
         "script": "benchmarks/calibrate.py",
         "date": datetime.date.today().isoformat(),
-        "machine": {"cpu": train.cpu_model(), "cores": train.available_cores(),
+        "machine": {"cpu": machine.cpu_model(), "cores": machine.available_cores(),
                     "python": platform.python_version()},
         "population": {"description": info["description"], "synthetic_seed": args.seed,
                        "reported_seed": params.data.synthetic_seed,

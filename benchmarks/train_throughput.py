@@ -10,7 +10,7 @@ Usage (from the project root, after `make setup`; the loop part needs `dvc repro
 Measured in one run, one thing after the other:
 1. the bare step (forward + backward + AdamW on one fixed batch) of each backbone in this process
    with every thread, fp32 and bf16 autocast;
-2. the real loop of one fold (`train.fit_fold`: shuffling, batch gathering, augmentation, focal
+2. the real loop of one fold (`fold.fit_fold`: shuffling, batch gathering, augmentation, focal
    loss, schedule) against the bare step, both with the threads ONE fold worker gets
    (`train.threads`), the bare step on a fixed batch of real frames: the data-path ratio,
    target >= 0.90;
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_core import config, datasets, frames, io, train, vocab
+from mer_core import config, fold, handover, io, machine, vocab
 from mer_core.losses import make_loss
 from mer_core.models import create_model
 
@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, warmup: int = 3,
               num_classes: int = 5, x: torch.Tensor | None = None) -> float:
     """Images/s of forward + backward + AdamW step on one fixed batch (no data path),
-    channels_last as in `train.fit_fold` on a CPU.
+    channels_last as in `fold.fit_fold` on a CPU.
 
     Args:
         x: the batch (normalised images); None = random normal values. Random input runs about
@@ -47,7 +47,7 @@ def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, 
     """
     torch.manual_seed(0)
     model = create_model(backbone, num_classes).train().to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # as train.fit_fold
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # as fold.fit_fold
     if x is None:
         x = torch.randn(batch, 3, size, size)
     x = x[:batch].contiguous(memory_format=torch.channels_last)
@@ -65,7 +65,7 @@ def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, 
 
 
 def _bare_process(barrier, queue, threads, args, kwargs) -> None:
-    torch.set_flush_denormal(True)  # as the fold workers of train.run_experiment
+    torch.set_flush_denormal(True)  # as the fold workers of loso.run_experiment
     torch.set_num_threads(threads)
     create_model(args[0], 5)  # imports and first construction outside the timed window
     barrier.wait()
@@ -87,11 +87,11 @@ def parallel_bare(workers: int, threads: int, *args, **kwargs) -> float:
 
 
 def _data(params: config.Params):
-    index = datasets.read_index(ROOT / "data" / "index.csv")
+    index = handover.read_index(ROOT / "data" / "index.csv")
     labels = io.read_json(ROOT / "data" / "dataset.json")["labels"]
     name = next(iter(params.experiments))
     exp = params.experiments[name]
-    return name, exp, index, labels, frames.load_cache(ROOT / "data" / "frames", exp.frames, index)
+    return name, exp, index, labels, handover.load_cache(ROOT / "data" / "frames", exp.frames, index)
 
 
 def frame_tensors(params: config.Params) -> tuple[torch.Tensor, np.ndarray, np.ndarray, int]:
@@ -105,12 +105,12 @@ def frame_tensors(params: config.Params) -> tuple[torch.Tensor, np.ndarray, np.n
 
 def fold_loop(cfg: config.TrainConfig, x: torch.Tensor, y: np.ndarray, test: np.ndarray,
               n_classes: int, backbone: str, precision: str, epochs: int) -> float:
-    """Images/s of :func:`mer_core.train.fit_fold` on the real frame cache (one LOSO fold)."""
+    """Images/s of :func:`mer_core.fold.fit_fold` on the real frame cache (one LOSO fold)."""
     cfg = dataclasses.replace(cfg, epochs=epochs)
     torch.manual_seed(0)
     model = create_model(backbone, n_classes).to(memory_format=torch.channels_last)
     loss = make_loss("focal", y[~test], n_classes, gamma=cfg.focal_gamma)
-    out = train.fit_fold(model, loss, x[~test], torch.from_numpy(y[~test]), x[test], y[test],
+    out = fold.fit_fold(model, loss, x[~test], torch.from_numpy(y[~test]), x[test], y[test],
                          cfg, precision, seed=0, progress=False)
     return out["train_images"] / out["train_s"]
 
@@ -144,11 +144,11 @@ def main() -> None:
     ap.add_argument("--no-loop", action="store_true", help="skip the real-loop measurements")
     ap.add_argument("--no-bf16", action="store_true", help="fp32 only (e.g. 224 px on a CPU)")
     args = ap.parse_args()
-    cores = train.available_cores()
-    torch.set_flush_denormal(True)  # as train.run_experiment on a CPU, for both sides
+    cores = machine.available_cores()
+    torch.set_flush_denormal(True)  # as loso.run_experiment on a CPU, for both sides
     torch.set_num_threads(cores)
-    bf16 = train.cpu_has_bf16()
-    cpu = train.cpu_model()
+    bf16 = machine.cpu_has_bf16()
+    cpu = machine.cpu_model()
     print(f"torch {torch.__version__}, {cpu}, {cores} threads, native bf16 (AVX512-BF16/AMX): "
           f"{bf16}, {args.size} px, batch {args.batch}, channels_last")
     print(f"{'backbone':22s} {'fp32 img/s':>11s} {'bf16 img/s':>11s} {'bf16/fp32':>10s}")

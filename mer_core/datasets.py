@@ -36,7 +36,8 @@ import cv2
 import numpy as np
 import pandas as pd
 
-from mer_core import vocab
+from mer_core import handover, vocab
+from mer_core.handover import INDEX_COLUMNS
 
 logger = logging.getLogger(__name__)
 
@@ -46,8 +47,6 @@ _NUMBER = re.compile(r"(\d+)$")
 FPS = 200  # CASME II and SAMM are both recorded at 200 fps
 
 #: Columns of every index, in this order (extra columns such as ``objective_class`` follow).
-COLUMNS = ["sample_id", "dataset", "subject", "clip", "frames_dir", "onset", "apex", "offset",
-           "emotion", "aus", "apex_note"]
 
 CASME2_SHEET_GLOB = "CASME2-coding-*.xlsx"
 SAMM_SHEET_NAME = "SAMM_Micro_FACS_Codes_v2.xlsx"
@@ -468,7 +467,7 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
                 (fields ``subject`` = sheet code such as ``006``, ``frame``, ``filename``).
 
     Returns:
-        DataFrame with :data:`COLUMNS` (+ ``objective_class`` when the sheet has it), in sheet
+        DataFrame with :data:`mer_core.handover.INDEX_COLUMNS` (+ ``objective_class`` when the sheet has it), in sheet
         order, index 0..n-1. ``onset``/``offset`` are int64, ``apex`` is nullable Int64 (NA when
         missing or outside onset..offset; ``apex_note`` says why, else ``""``), ``frames_dir``
         is absolute. ``attrs``: dataset, root, sheet, layout, aligned, excluded (records
@@ -588,9 +587,9 @@ def _validate_frames(records: list[dict], strict: bool, sheet: Path):
 
 def _to_frame(records: list[dict]) -> pd.DataFrame:
     extra = ["objective_class"] if records and "objective_class" in records[0] else []
-    df = pd.DataFrame({c: [r.get(c) for r in records] for c in COLUMNS + extra})
+    df = pd.DataFrame({c: [r.get(c) for r in records] for c in INDEX_COLUMNS + extra})
     if df.empty:
-        df = pd.DataFrame({c: pd.Series([], dtype="str") for c in COLUMNS + extra})
+        df = pd.DataFrame({c: pd.Series([], dtype="str") for c in INDEX_COLUMNS + extra})
     df["onset"] = df["onset"].astype("int64")
     df["offset"] = df["offset"].astype("int64")
     df["apex"] = pd.array([r.get("apex") for r in records], dtype="Int64")
@@ -768,10 +767,7 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
         "root": out.attrs["root"],
         "sheet": out.attrs["sheet"],
     }
-    out_dir = Path(out_dir)
-    io.write_csv(out_dir / "index.csv", out)
-    io.write_csv(out_dir / "excluded.csv", ex)
-    io.write_json(out_dir / "dataset.json", info)
+    handover.write_index(out_dir, out, ex, info)
     summary = exclusion_summary(out)
     print(f"{info['description']}: {info['n_clips']} clips of {info['n_subjects']} subjects "
           f"({cfg.protocol}); {info['n_excluded']} excluded"
@@ -779,21 +775,3 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
     return out, info
 
 
-def read_index(path: str | Path = "data/index.csv") -> pd.DataFrame:
-    """Read ``data/index.csv`` back with the index dtypes (apex Int64, text stays text).
-
-    Raises:
-        FileNotFoundError: no such file.
-        ValueError: a column of :data:`COLUMNS` is missing.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: index not found (run the data stage first)")
-    text_cols = ["sample_id", "dataset", "subject", "clip", "frames_dir", "emotion", "aus",
-                 "apex_note", "label", "objective_class"]
-    df = pd.read_csv(path, dtype={c: "str" for c in text_cols} | {"apex": "Int64"},
-                     keep_default_na=False, na_values={"apex": [""]})
-    missing = [c for c in COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{path}: missing column(s) {', '.join(missing)}")
-    return df

@@ -3,7 +3,7 @@
 DVC reruns a stage only when one of its declared ``deps`` changes, so every stage must list each
 module its notebook imports and each module those import in turn. This module derives that set
 from the source (every ``import`` statement, also those inside functions), so a test can hold
-``dvc.yaml`` to it and :func:`mer_core.train.code_version` can hash exactly the modules the
+``dvc.yaml`` to it and :func:`mer_core.fingerprints.code_version` can hash exactly the modules the
 train stage depends on.
 """
 from __future__ import annotations

@@ -30,10 +30,9 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from . import io
+from . import handover, io
 
 HEADLINE = ("accuracy", "uf1", "uar", "weighted_f1")
-PRED_COLUMNS = ("sample_id", "subject", "y_true", "y_pred", "seed")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -220,7 +219,7 @@ def _aligned(predictions: Mapping[str, pd.DataFrame]) -> tuple[list[str], np.nda
     y_true = first["y_true"].astype(str).to_numpy(dtype=object)
     preds = {}
     for name in names:
-        df = check_predictions(predictions[name], name)
+        df = handover.check_predictions(predictions[name], name)
         blocks = []
         for s, g in df.groupby("seed", sort=True):
             g = g.set_index(g["sample_id"].astype(str))
@@ -368,34 +367,9 @@ def majority_baseline(y_true, labels: Sequence[str], groups=None) -> dict:
     return out
 
 
-def check_predictions(df: pd.DataFrame, where: str = "predictions") -> pd.DataFrame:
-    """Validate a predictions table: required columns, one row per (sample_id, seed), and the
-    same clips for every seed.
-
-    Raises:
-        ValueError: naming the missing columns, the duplicated row or the mismatching seed.
-    """
-    missing = [c for c in PRED_COLUMNS if c not in df.columns]
-    if missing:
-        raise ValueError(f"{where}: missing column(s) {missing}; expected {list(PRED_COLUMNS)}")
-    dup = df.duplicated(["sample_id", "seed"])
-    if dup.any():
-        row = df[dup].iloc[0]
-        raise ValueError(f"{where}: sample_id {row['sample_id']!r} appears twice for seed "
-                         f"{row['seed']}")
-    seeds = sorted(df["seed"].unique())
-    ref = set(df.loc[df["seed"] == seeds[0], "sample_id"])
-    for s in seeds[1:]:
-        ids = set(df.loc[df["seed"] == s, "sample_id"])
-        if ids != ref:
-            raise ValueError(f"{where}: seed {s} has {len(ids)} clips but seed {seeds[0]} has "
-                             f"{len(ref)} (or different ids); every seed must cover the same clips")
-    return df
-
-
 def per_seed(pred_df: pd.DataFrame, labels: Sequence[str]) -> pd.DataFrame:
     """One row per seed: pooled accuracy, uf1, uar, weighted_f1 and n of that seed's run."""
-    check_predictions(pred_df)
+    handover.check_predictions(pred_df)
     rows = []
     for s, g in pred_df.groupby("seed", sort=True):
         m = compute(g["y_true"], g["y_pred"], labels)
@@ -652,20 +626,6 @@ def labels_from_predictions(pred_df: pd.DataFrame) -> list[str]:
     return labels
 
 
-def read_predictions(path: str | Path) -> pd.DataFrame:
-    """Read and validate ``results/<experiment>/predictions.csv``.
-
-    Raises:
-        FileNotFoundError: the file does not exist (has the experiment been trained?).
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: predictions not found (train the experiment first)")
-    df = pd.read_csv(path, dtype={"sample_id": str, "subject": str, "y_true": str,
-                                  "y_pred": str})
-    return check_predictions(df, str(path))
-
-
 def evaluate_predictions(pred_df: pd.DataFrame, labels: Sequence[str], n_boot: int = 1000,
                          ci: float = 0.95, seed: int = 0) -> dict:
     """All numbers of one experiment: headline (mean over seeds), std, fold averages, and the
@@ -679,7 +639,7 @@ def evaluate_predictions(pred_df: pd.DataFrame, labels: Sequence[str], n_boot: i
         (subject bootstrap) come from :func:`evaluate_experiments`.
     """
     labels = list(labels)
-    check_predictions(pred_df)
+    handover.check_predictions(pred_df)
     seeds = sorted(int(s) for s in pred_df["seed"].unique())
     per = {s: g.sort_values("sample_id") for s, g in pred_df.groupby("seed", sort=True)}
     scores = [compute(g["y_true"], g["y_pred"], labels) for g in per.values()]
@@ -753,7 +713,7 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
     reference = reference or names[0]
     out, preds = {}, {}
     for name in tqdm(names, desc="evaluate", disable=not progress):
-        pred = read_predictions(results_dir / name / "predictions.csv")
+        pred = handover.read_predictions(results_dir / name / handover.PREDICTIONS_CSV)
         preds[name] = pred
         m = evaluate_predictions(pred, labels, n_boot=n_boot, ci=ci, seed=seed)
         if isinstance(experiments, Mapping):
@@ -772,7 +732,7 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
         out[name].update(n_bootstrap=int(n_boot), ci_level=float(ci), ci_unit="subject",
                          bootstrap_seed=int(seed), diff_reference=reference)
         out[name] = _json_safe(out[name])
-    io.write_json(reports_dir / "metrics.json", out)
+    io.write_json(reports_dir / handover.METRICS_JSON, out)
     return out
 
 
@@ -785,6 +745,6 @@ __all__ = [
     "compute", "fold_average", "bootstrap_ci", "subject_bootstrap", "holm", "majority_class", "majority_baseline",
     "per_seed", "seed_summary", "mcnemar_exact", "paired_correct", "leakage_folds",
     "leakage_table", "per_subject_accuracy", "confusion_frame", "confusion_counts", "encode",
-    "labels_from_predictions", "read_predictions", "check_predictions", "evaluate_predictions",
+    "labels_from_predictions", "evaluate_predictions",
     "evaluate_experiments", "HEADLINE",
 ]

@@ -64,6 +64,11 @@ def create_model(name: str, num_classes: int, pretrained: str | None = None,
     return model
 
 
+def weights_path(pretrained: str, backbone: str) -> str:
+    """``train.pretrained`` for one backbone: ``{backbone}`` in the path becomes its name."""
+    return (pretrained or "").replace("{backbone}", backbone)
+
+
 def head_prefix(model: nn.Module) -> str:
     """The state-dict prefix of the classifier head (``"fc"`` for the ResNet family)."""
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}

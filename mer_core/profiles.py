@@ -110,7 +110,7 @@ def set_params(base: dict, overrides: dict, prefix: str = "") -> list[str]:
 
 def check(merged: dict, where: str) -> config.Params:
     """Validate the merged parameters like ``params.yaml`` itself, and the weights file."""
-    from mer_core.train import weights_path
+    from mer_core.models import weights_path
 
     params = config.from_dict(merged, where)
     for name, exp in params.experiments.items():
@@ -148,7 +148,7 @@ def save_reports(name: str, cmd: list[str], wall_s: float, reports_dir: str | Pa
     import platform
 
     from mer_core import io
-    from mer_core.train import cpu_model
+    from mer_core.machine import cpu_model
 
     reports_dir = Path(reports_dir)
     out = reports_dir / "profiles" / name

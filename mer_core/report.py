@@ -123,12 +123,6 @@ def summary_columns(summary: pd.DataFrame) -> list[str]:
     return [c for c in cols if c in summary.columns]
 
 
-def load_predictions(results_dir: str | Path, names: Sequence[str]) -> dict[str, pd.DataFrame]:
-    """``results/<name>/predictions.csv`` of every name (raises if one is missing)."""
-    return {n: metrics.read_predictions(Path(results_dir) / n / "predictions.csv")
-            for n in names}
-
-
 def majority_row(y_true, labels: Sequence[str], n_boot: int = 1000, ci: float = 0.95,
                  seed: int = 0, sample_ids=None, subjects=None,
                  reference_pred: pd.DataFrame | None = None, reference: str | None = None) -> dict:
@@ -644,29 +638,6 @@ def write_readme_section(readme_path: str | Path, results_md: str) -> bool:
     return True
 
 
-WALL_KEYS = ("wall_s_folds", "wall_s_this_call")
-
-
-def run_info(results_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
-    """Measured facts of each experiment from ``results/<name>/run.json`` (as
-    ``mer_core.train`` writes it): ``wall_s`` (``wall_s_folds``, the summed fold wall time, or
-    else ``wall_s_this_call``), ``mean_fold_s``, ``train_images_per_s``, ``device``,
-    ``device_name``, ``precision``, ``threads``, ``workers``, ``n_folds``,
-    ``code_version``, ``elapsed_s`` (``wall_s_this_call``: the elapsed time of the call that
-    finished the run, shorter than ``wall_s`` when folds trained in parallel); None where run.json
-    lacks a key or is missing."""
-    rows = []
-    for n in names:
-        p = Path(results_dir) / n / "run.json"
-        info = io.read_json(p) if p.is_file() else {}
-        wall = next((info[k] for k in WALL_KEYS if isinstance(info.get(k), (int, float))), None)
-        rows.append({"experiment": n, "wall_s": wall, "elapsed_s": info.get("wall_s_this_call"),
-                     **{k: info.get(k) for k in ("mean_fold_s", "train_images_per_s", "device",
-                                                 "device_name", "precision", "threads",
-                                                 "workers", "n_folds", "code_version")}})
-    return pd.DataFrame(rows)
-
-
 def _given(r, key) -> bool:
     return r.get(key) is not None and not pd.isna(r.get(key))
 
@@ -734,60 +705,6 @@ def plot_table_bars(df: pd.DataFrame, path: str | Path | None = None, dpi: int =
     if path is not None:
         _save(fig, path, dpi)
     return fig
-
-
-def frame_cache(frames_dir: str | Path, strategy: str, index_ids: Sequence[str]) -> np.ndarray:
-    """The frame each clip was tested on under ``strategy``, in the index's ``sample_id`` order.
-
-    For ``spotted:best`` (chosen per fold) a clip's frame is its own fold's variant: the
-    subject is the second part of the sample id (``casme2/sub01/EP02_01f``).
-
-    Raises:
-        FileNotFoundError: the cache is missing.
-        ValueError: the cache's rows are not the index's clips in the index's order.
-    """
-    from mer_core import frames as frames_mod
-
-    ids = [str(s) for s in index_ids]
-    if strategy != vocab.PER_FOLD:
-        return frames_mod.load_cache(frames_dir, strategy, ids)
-    per_fold = frames_mod.load_fold_frames(frames_dir, strategy, ids)
-    out = np.empty(per_fold.shape, dtype=np.uint8)
-    for i, sid in enumerate(ids):
-        out[i] = per_fold.for_fold(sid.split("/")[1])[i]
-    return out
-
-
-def load_cams(cams_dir: str | Path, seed: int | None = None) -> pd.DataFrame:
-    """Read ``cams/<subject>__seed<k>.npz`` (or ``<subject>.npz``) files of one seed.
-
-    Returns:
-        DataFrame (sample_id, y_true, y_pred, cam) with ``cam`` an h x w float32 array; the
-        smallest seed available when ``seed`` is None.
-
-    Raises:
-        FileNotFoundError: no npz file in ``cams_dir``.
-    """
-    files = sorted(Path(cams_dir).glob("*.npz"))
-    if not files:
-        raise FileNotFoundError(f"{cams_dir}: no class-activation maps (*.npz)")
-    def seed_of(p):
-        m = re.search(r"__seed(\d+)$", p.stem)
-        return int(m.group(1)) if m else None
-    seeds = sorted({s for s in map(seed_of, files) if s is not None})
-    want = seed if seed is not None else (seeds[0] if seeds else None)
-    rows = []
-    for p in files:
-        if seed_of(p) != want:
-            continue
-        with np.load(p, allow_pickle=False) as z:
-            for k in ("sample_id", "cam", "y_true", "y_pred"):
-                if k not in z:
-                    raise ValueError(f"{p}: missing key {k!r}")
-            for sid, cam, t, pr in zip(z["sample_id"], z["cam"], z["y_true"], z["y_pred"]):
-                rows.append({"sample_id": str(sid), "y_true": str(t), "y_pred": str(pr),
-                             "cam": np.asarray(cam, dtype=np.float32)})
-    return pd.DataFrame(rows)
 
 
 def select_cam_examples(cams: pd.DataFrame, labels: Sequence[str], per_class: int = 3

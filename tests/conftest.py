@@ -21,6 +21,18 @@ def _snapshot() -> dict[str, tuple[int, int]]:
     return out
 
 
+@pytest.fixture
+def one_thread():
+    """torch on one thread for the test: two busy threads on two shared CI cores are much
+    slower than one."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session", autouse=True)
 def checkout_untouched():
     """`make test` leaves the checkout's data/, results/, reports/ and README.md as they were

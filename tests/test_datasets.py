@@ -9,7 +9,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from mer_core import datasets as ds, vocab
+from mer_core import datasets as ds, handover, vocab
 from mer_core.config import DataConfig
 
 CASME_HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
@@ -120,7 +120,7 @@ def test_frame_numbers_sort_numerically(casme):
 
 def test_casme2_index(casme):
     df = ds.load_index("casme2", casme)
-    assert list(df.columns) == ds.COLUMNS + ["objective_class"]
+    assert list(df.columns) == handover.INDEX_COLUMNS + ["objective_class"]
     assert len(df) == 9 and list(df.index) == list(range(9))
     assert df["sample_id"].iloc[0] == "casme2/sub01/EP02_01f"
     assert list(df["subject"]) == ["sub01", "sub01", "sub02", "sub02", "sub03", "sub03",
@@ -163,7 +163,7 @@ def test_casme2_without_objective_classes(tmp_path):
     rows = [r[:-1] for r in CASME_ROWS]
     make_casme(tmp_path, rows=rows, header=CASME_HEADER[:-1])
     df = ds.load_index("casme2", tmp_path, validate_frames=False)
-    assert list(df.columns) == ds.COLUMNS
+    assert list(df.columns) == handover.INDEX_COLUMNS
 
 
 def test_synthetic_name_uses_casme_reader(casme):
@@ -402,7 +402,7 @@ def test_build_index_writes_files(casme, tmp_path):
     assert info["aligned"] is True
     saved = json.loads((tmp_path / "data" / "dataset.json").read_text())
     assert saved == info
-    back = ds.read_index(tmp_path / "data" / "index.csv")
+    back = handover.read_index(tmp_path / "data" / "index.csv")
     assert list(back.columns) == list(out.columns)
     assert back["apex"].dtype == "Int64" and pd.isna(back["apex"].iloc[2])
     assert back["aus"].iloc[0] == "12" and back["apex_note"].iloc[0] == ""

@@ -10,7 +10,7 @@ import pytest
 from scipy.stats import binom
 from sklearn.metrics import accuracy_score, f1_score, recall_score
 
-from mer_core import metrics as M
+from mer_core import handover, metrics as M
 
 LABELS = ["happiness", "disgust", "repression", "surprise", "others"]
 # CASME II 5-class counts (246 clips)
@@ -290,9 +290,9 @@ def test_seed_summary_and_evaluate_files(tmp_path):
 def test_check_predictions_rejects_duplicates_and_uneven_seeds():
     pred = _predictions()
     with pytest.raises(ValueError, match="twice"):
-        M.check_predictions(pd.concat([pred, pred.iloc[:1]]))
+        handover.check_predictions(pd.concat([pred, pred.iloc[:1]]))
     with pytest.raises(ValueError, match="same clips"):
-        M.check_predictions(pred.iloc[:-1])
+        handover.check_predictions(pred.iloc[:-1])
 
 
 def _naive_subject_bootstrap(tables, n, seed, metric, reference):

@@ -9,12 +9,7 @@ from mer_core.gradcam import grad_cam
 from mer_core.models import WeightsError, cam_layer, count_parameters, create_model
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def test_seresnext50_parameter_count():

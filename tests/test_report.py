@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mer_core import metrics as M
+from mer_core import handover, metrics as M
 from mer_core import report as R
 
 LABELS = ["happiness", "disgust", "repression", "surprise", "others"]
@@ -121,7 +121,7 @@ def _tables(project, reference="apex_annotated", **kw):
     metric_map = M.evaluate_experiments(project / "results", params["experiments"], LABELS,
                                         project / "reports", n_boot=200, progress=False,
                                         reference=reference)
-    preds = R.load_predictions(project / "results", list(metric_map))
+    preds = handover.load_predictions(project / "results", list(metric_map))
     return metric_map, R.build_tables(metric_map, LABELS, preds, reference=reference,
                                       best_spotter="lbp", n_boot=200, **kw)
 
@@ -148,7 +148,7 @@ def test_build_tables_rows_baseline_and_mcnemar(project):
     assert ref["is_reference"] and pd.isna(ref["mcnemar_p"])
     onset = t4[t4["experiment"] == "onset"].iloc[0]
     assert 0 <= onset["mcnemar_p"] < 0.05          # 25 % vs 80 % correct on 60 clips
-    preds = R.load_predictions(project / "results", ["onset", "apex_annotated"])
+    preds = handover.load_predictions(project / "results", ["onset", "apex_annotated"])
     ca, cb, _ = M.paired_correct(preds["onset"], preds["apex_annotated"])
     assert onset["mcnemar_p"] == pytest.approx(M.mcnemar_exact(ca, cb)["p_value"])
     assert not pd.isna(base["mcnemar_p"])
@@ -250,15 +250,15 @@ def test_results_markdown_links_and_figures(project, monkeypatch):
     links = R.notebook_links("reports")
     assert "[02_train_loso_onset](reports/02_train_loso_onset.html)" in links
     assert not any(link.startswith("[02_train_loso]") for link in links)
-    info = R.run_info(project / "results", ["onset", "apex_annotated"])
+    info = handover.run_info(project / "results", ["onset", "apex_annotated"])
     measured = R.measured_lines(info)
     assert "2.0 min" in measured[0] and "4.0 min" in measured[-1]
     assert "20 s per fold" in measured[0] and "cpu bf16, 2 threads" in measured[0]
-    assert R.measured_lines(R.run_info(project / "results", ["nothing"])) == []
+    assert R.measured_lines(handover.run_info(project / "results", ["nothing"])) == []
     run_json = project / "results" / "onset" / "run.json"
     run_json.write_text(json.dumps({**json.loads(run_json.read_text()), "workers": 2,
                                     "threads": 1, "wall_s_this_call": 66.0}))
-    measured = R.measured_lines(R.run_info(project / "results", ["onset", "apex_annotated"]))
+    measured = R.measured_lines(handover.run_info(project / "results", ["onset", "apex_annotated"]))
     assert measured[0].startswith("- `onset`: training 1.1 min elapsed (2 fold workers in "
                                   "parallel, 2.0 min of fold time;")
     assert "per worker" in measured[0] and measured[0].endswith("cpu bf16, 1 thread each)")
@@ -274,7 +274,7 @@ def test_figures(project, tmp_path):
     matplotlib.use("Agg")
     _, tables = _tables(project)
     R.plot_table_bars(tables["table4"], tmp_path / "bars.png")
-    cams = R.load_cams(project / "results" / "apex_annotated" / "cams")
+    cams = handover.load_cams(project / "results" / "apex_annotated" / "cams")
     assert len(cams) == 60
     ex = R.select_cam_examples(cams, LABELS, per_class=2)
     assert ex.groupby("y_true").size().max() <= 2
@@ -346,7 +346,7 @@ def test_header_names_calibration_subject_bootstrap_and_machine(project):
     calibration = {"population": {"description": "synthetic seed 1", "synthetic_seed": 1},
                    "date": "2026-11-29", "spotters": {"chosen_smooth": 3},
                    "recipe": {"chosen": {"lr": params.train.lr, "epochs": params.train.epochs}}}
-    info = R.run_info(project / "results", list(params.experiments))
+    info = handover.run_info(project / "results", list(params.experiments))
     lines = R.header_lines(dataset, params.train, 500, 0.95, best_spotter="lbp in 6 of 6 folds",
                            reference="apex_annotated", n_subjects=6, calibration=calibration,
                            machine=R.machine_lines(info), n_tests=4)

@@ -7,22 +7,17 @@ import torch
 
 from mer_core import io
 from mer_core.config import ConfigError, ExperimentConfig, TrainConfig
-from mer_core.frames import FoldFrames
+from mer_core.fingerprints import FingerprintError
+from mer_core.fold import BatchAugment, fold_seed
+from mer_core.handover import CacheMismatchError, FoldFrames, load_frames, read_epoch_log
+from mer_core.loso import IncompleteError, merge_shards, plan_folds, plan_workers, run_experiment
+from mer_core.machine import select_precision
 from mer_core.models import create_model
-from mer_core.train import (BatchAugment, CacheMismatchError, FingerprintError, IncompleteError,
-                            fold_seed, load_frames, merge_shards, plan_folds, plan_workers,
-                            read_epoch_log, run_experiment, select_precision)
 
 LABELS = ["happiness", "surprise", "others"]
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # two busy threads on two shared CI cores are much slower than one
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def fake_data(n_subjects=4, per_subject=6, size=32, seed=0):

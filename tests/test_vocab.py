@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mer_core import apex, config, frames, losses, models, report, vocab
+from mer_core import apex, apex_stage, config, handover, losses, models, report, vocab
 from mer_core.config import ApexConfig, ConfigError, DataConfig, ExperimentConfig
 
-from test_frames import write_dataset
+from test_apex_stage import write_dataset
 from test_report import EXPERIMENTS, LABELS, _tables, make_fake_project
 
 PACKAGE = Path(vocab.__file__).parent
@@ -89,13 +89,13 @@ def test_a_new_spotter_is_one_name_and_its_curve(tmp_path, monkeypatch):
     config.check_strategy("spotted:toy")
     index = write_dataset(tmp_path / "data")
     out = tmp_path / "out"
-    frames.build_apex_stage(
+    apex_stage.build_apex_stage(
         index, {"dataset": "synthetic", "aligned": True, "fps": 200, "description": "test"},
         cfg, frames_dir=out / "frames", apex_csv=out / "apex.csv",
         metrics_json=out / "apex_metrics.json", report_json=out / "apex_report.json",
         progress=False)
     assert (out / "frames" / "spotted-toy.npy").is_file()
-    assert frames.load_cache(out / "frames", "spotted:toy", index).shape[0] == len(index)
+    assert handover.load_cache(out / "frames", "spotted:toy", index).shape[0] == len(index)
     specs = {"a": {"frames": "spotted:toy", "backbone": vocab.PAPER_BACKBONE,
                    "loss": vocab.PAPER_LOSS},
              "b": {"frames": "onset", "backbone": vocab.PAPER_BACKBONE, "loss": vocab.PAPER_LOSS}}

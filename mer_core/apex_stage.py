@@ -16,18 +16,17 @@ Frame strategies (Table 4 rows; :func:`mer_core.vocab.cached_strategies`):
 - ``spotted:best``: per LOSO fold, the spotter (not ``middle``) with the lowest MAE against the
   annotations of that fold's TRAINING subjects (:func:`mer_core.apex.choose_per_fold`), so the
   frames a fold sees never depend on its test subject's annotations. It has no cache file of
-  its own: :func:`load_fold_frames` assembles it per fold from the ``spotted:<method>`` caches
+  its own: :func:`mer_core.handover.load_fold_frames` assembles it per fold from the ``spotted:<method>`` caches
   and ``spotter_choice.csv``.
 
-Face crop: aligned data (synthetic, CASME II ``Cropped``) is only resized to ``image_size``;
-raw frames get OpenCV's bundled Haar cascade on the onset frame and ONE fixed square box per clip
-(per-frame boxes would jitter more than a micro-expression moves), widened by ``face_margin``.
-No face found: a warning, a centre crop, and the clip listed in the report.
+Face crop (:mod:`mer_core.faces`): aligned data is only resized to ``image_size``; raw frames get
+one Haar-cascade box per clip, widened by ``face_margin``. No face found: a warning, a centre
+crop, and the clip listed in the report.
 
-Outputs (all written atomically):
+Outputs (all written atomically, formats in :mod:`mer_core.handover`):
 
 - ``data/frames/<stem>.npy`` uint8 N x S x S x 3 (RGB) and ``data/frames/<stem>.csv``
-  (``sample_id``, ``frame``, ``source``), ``stem = strategy.replace(":", "-")``;
+  (``sample_id``, ``frame``, ``source``), ``stem`` = :func:`mer_core.vocab.strategy_stem`;
 - ``data/frames/spotter_choice.csv``: ``subject`` (the fold's test subject), ``method``,
   ``mae_train_frames``, ``n_train_clips``;
 - ``data/apex.csv``: ``sample_id``, ``method``, ``apex_pred``, ``apex_annotated`` (frame numbers);
@@ -39,9 +38,9 @@ Outputs (all written atomically):
 
 Unreadable or missing frames: with ``strict=True`` the stage stops with an error naming the clip
 and the file. With ``strict=False`` the clip is *removed from every cache* (all strategies stay
-aligned with each other) and listed under ``skipped`` in the report; :func:`load_cache` against
+aligned with each other) and listed under ``skipped`` in the report; :func:`mer_core.handover.load_cache` against
 the full index then fails loudly, naming the missing ids, rather than returning misaligned rows.
-Use :func:`cached_ids` to select the rows of the index the caches hold.
+Use :func:`mer_core.handover.cached_ids` to select the rows of the index the caches hold.
 
 Clips run in a ``spawn`` process pool (``workers``): a script that calls
 :func:`build_apex_stage` needs the usual ``if __name__ == "__main__":`` guard (notebooks and
@@ -51,12 +50,10 @@ from __future__ import annotations
 
 import logging
 import multiprocessing
-import os
 import time
 import warnings
 import zlib
 from concurrent.futures import ProcessPoolExecutor
-from functools import lru_cache
 from pathlib import Path
 
 import cv2
@@ -64,25 +61,16 @@ import numpy as np
 import pandas as pd
 
 from mer_core import apex as apex_mod
-from mer_core import io, vocab
+from mer_core import handover, io, vocab
 from mer_core.datasets import frame_paths, read_frames
+from mer_core.faces import FaceNotFoundWarning, crop, face_box
 
 logger = logging.getLogger(__name__)
 
-CHOICE_CSV = "spotter_choice.csv"
-REPORT_JSON = "data/apex_report.json"
-
-
-class FaceNotFoundWarning(UserWarning):
-    """The Haar cascade found no face on a clip's onset frame; a centre crop is used."""
 
 
 class ClipReadError(RuntimeError):
     """A clip's frames are missing or cannot be decoded (the message names clip and file)."""
-
-
-class CacheMismatchError(ValueError):
-    """A frame cache does not hold the index's clips in the index's order."""
 
 
 # ---------------------------------------------------------------------------- strategies
@@ -91,119 +79,6 @@ def random_index(sample_id: str, n_frames: int, seed: int = 0) -> int:
     """The ``random`` strategy's frame index (0-based): seeded by ``seed`` and the sample id."""
     rng = np.random.default_rng([int(seed), zlib.crc32(str(sample_id).encode())])
     return int(rng.integers(0, n_frames))
-
-
-# ---------------------------------------------------------------------------- face crop
-
-class FaceDetectorUnavailable(RuntimeError):
-    """This OpenCV build has no Haar cascade (OpenCV 5 moved it out of the main package)."""
-
-
-HAAR_FILE = "haarcascade_frontalface_default.xml"
-
-
-def haar_available() -> bool:
-    """True if this OpenCV has ``CascadeClassifier`` and its bundled frontal-face cascade."""
-    folder = getattr(getattr(cv2, "data", None), "haarcascades", "") or ""
-    return hasattr(cv2, "CascadeClassifier") and os.path.isfile(os.path.join(folder, HAAR_FILE))
-
-
-@lru_cache(maxsize=1)
-def _cascade():
-    if not haar_available():
-        raise FaceDetectorUnavailable(
-            f"OpenCV {cv2.__version__} has no bundled Haar cascade ({HAAR_FILE}; OpenCV 5 "
-            "removed CascadeClassifier from the main package): raw (unaligned) frames cannot be "
-            "face-cropped. Install opencv-python-headless 4.x, or use aligned frames "
-            "(CASME II Cropped).")
-    path = os.path.join(cv2.data.haarcascades, HAAR_FILE)
-    cascade = cv2.CascadeClassifier(path)
-    if cascade.empty():
-        raise FaceDetectorUnavailable(f"{path}: cannot load OpenCV's bundled Haar cascade")
-    return cascade
-
-
-def detect_face(image: np.ndarray) -> tuple[int, int, int, int] | None:
-    """Largest frontal face ``(x, y, w, h)`` found by the Haar cascade, or None.
-
-    Args:
-        image: H x W gray or H x W x 3 RGB uint8.
-
-    Raises:
-        FaceDetectorUnavailable: this OpenCV has no Haar cascade (see :func:`haar_available`).
-    """
-    gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    gray = cv2.equalizeHist(gray)
-    min_side = max(24, min(gray.shape) // 5)
-    faces = _cascade().detectMultiScale(gray, scaleFactor=1.1, minNeighbors=5,
-                                        minSize=(min_side, min_side))
-    if len(faces) == 0:
-        return None
-    x, y, w, h = max(faces, key=lambda f: f[2] * f[3])
-    return int(x), int(y), int(w), int(h)
-
-
-def square_box(face: tuple[int, int, int, int], margin: float,
-               width: int, height: int) -> tuple[int, int, int, int]:
-    """Square crop box ``(x0, y0, x1, y1)`` around a face box, widened by ``margin`` per side.
-
-    The side is ``max(w, h) * (1 + 2 * margin)``, centred on the face, shifted (not shrunk) to
-    stay inside the image, and shrunk only when it is larger than the image.
-    """
-    x, y, w, h = face
-    side = int(round(max(w, h) * (1 + 2 * margin)))
-    side = max(1, min(side, width, height))
-    cx, cy = x + w / 2, y + h / 2
-    x0 = int(round(cx - side / 2))
-    y0 = int(round(cy - side / 2))
-    x0 = min(max(x0, 0), width - side)
-    y0 = min(max(y0, 0), height - side)
-    return x0, y0, x0 + side, y0 + side
-
-
-def centre_box(width: int, height: int) -> tuple[int, int, int, int]:
-    """The largest centred square ``(x0, y0, x1, y1)`` of a ``width`` x ``height`` image."""
-    side = min(width, height)
-    x0, y0 = (width - side) // 2, (height - side) // 2
-    return x0, y0, x0 + side, y0 + side
-
-
-def face_box(onset_frame: np.ndarray, aligned: bool, margin: float = 0.2,
-             where: str = "clip") -> tuple[tuple[int, int, int, int], str]:
-    """The one crop box of a clip, decided on its onset frame.
-
-    Args:
-        onset_frame: H x W (x 3) uint8.
-        aligned: True for face-aligned data: the whole frame is the face (no detection).
-        margin: fraction of the face box added on every side (raw frames).
-        where: the clip's name for the warning.
-
-    Returns:
-        ``(box, how)``: box ``(x0, y0, x1, y1)``; how is ``"aligned"``, ``"haar"`` or
-        ``"centre"`` (no face found: a :class:`FaceNotFoundWarning` is issued).
-
-    Raises:
-        FaceDetectorUnavailable: raw frames, and this OpenCV has no Haar cascade.
-    """
-    h, w = onset_frame.shape[:2]
-    if aligned:
-        return (0, 0, w, h), "aligned"
-    face = detect_face(onset_frame)
-    if face is None:
-        warnings.warn(f"{where}: no face found on the onset frame; using a centre crop",
-                      FaceNotFoundWarning, stacklevel=2)
-        return centre_box(w, h), "centre"
-    return square_box(face, margin, w, h), "haar"
-
-
-def crop(frame: np.ndarray, box: tuple[int, int, int, int], size: int) -> np.ndarray:
-    """Cut ``box`` out of ``frame`` and resize it to ``size`` x ``size`` (area interpolation)."""
-    x0, y0, x1, y1 = box
-    part = frame[y0:y1, x0:x1]
-    if part.shape[0] == size and part.shape[1] == size:
-        return np.ascontiguousarray(part)
-    interp = cv2.INTER_AREA if min(part.shape[:2]) >= size else cv2.INTER_LINEAR
-    return cv2.resize(part, (size, size), interpolation=interp)
 
 
 # ---------------------------------------------------------------------------- one clip
@@ -319,7 +194,7 @@ def _run(tasks: list[dict], workers: int, progress: bool) -> list[dict]:
 def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
                      frames_dir: str | Path = "data/frames", apex_csv: str | Path = "data/apex.csv",
                      metrics_json: str | Path = "reports/apex_metrics.json",
-                     report_json: str | Path = REPORT_JSON, strict: bool = True,
+                     report_json: str | Path = handover.REPORT_JSON, strict: bool = True,
                      max_clips: int = 0, progress: bool = True, options: dict | None = None) -> dict:
     """Run the apex stage: spot, score and cache the frames of every strategy.
 
@@ -334,7 +209,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         strict: True: a clip with missing/unreadable frames stops the stage (error names the
             file); False: the clip is dropped from every cache and listed in the report.
         max_clips: > 0: only the first ``max_clips`` clips (smoke runs: the caches then do not
-            match the full index, and :func:`load_cache` says so).
+            match the full index, and :func:`mer_core.handover.load_cache` says so).
         progress: tqdm bar over clips.
         options: extra spotter options (see :data:`mer_core.apex.DEFAULTS`); ``smooth`` comes
             from ``apex_cfg``.
@@ -418,10 +293,8 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
             arrays.append(r["crops"][i])
             ids.append({"sample_id": r["sample_id"], "frame": onsets[r["sample_id"]] + i,
                         "source": source})
-        stem = vocab.strategy_stem(strategy)
-        io.write_npy(frames_dir / f"{stem}.npy", np.stack(arrays).astype(np.uint8))
-        io.write_csv(frames_dir / f"{stem}.csv", pd.DataFrame(ids))
-    io.write_csv(frames_dir / CHOICE_CSV, choice)
+        handover.write_cache(frames_dir, strategy, np.stack(arrays), pd.DataFrame(ids))
+    io.write_csv(frames_dir / handover.CHOICE_CSV, choice)
     for r in kept:
         if "annotated" not in r["picks"]:
             fallback.append(r["sample_id"])
@@ -443,7 +316,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         "skipped": skipped, "no_face_centre_crop": no_face,
         "annotated_fallback": {"strategy": "spotted:best (the spotter of each fold)",
                                "clips": fallback},
-        "spotter_choice": {"file": CHOICE_CSV, "per_fold": metrics["per_fold"],
+        "spotter_choice": {"file": handover.CHOICE_CSV, "per_fold": metrics["per_fold"],
                            "rule": "per fold: lowest MAE on the training subjects' clips"},
         "strategies": {s: f"{vocab.strategy_stem(s)}.npy" for s in vocab.cached_strategies(methods)},
         "frames_dir": str(frames_dir),
@@ -452,173 +325,6 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     }
     io.write_json(report_json, report)
     return {**report, "metrics": metrics}
-
-
-# ---------------------------------------------------------------------------- reading back
-
-def cached_ids(frames_dir: str | Path, strategy: str) -> pd.DataFrame:
-    """The id table (``sample_id``, ``frame``, ``source``) of one strategy's cache.
-
-    Raises:
-        FileNotFoundError: the cache was not built (names the file).
-    """
-    path = Path(frames_dir) / f"{vocab.strategy_stem(strategy)}.csv"
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: frame cache of strategy {strategy!r} not found "
-                                "(run the apex stage first)")
-    return pd.read_csv(path, dtype={"sample_id": "str", "source": "str"}, keep_default_na=False)
-
-
-def load_cache(frames_dir: str | Path, strategy: str, index) -> np.ndarray:
-    """The cached frames of ``strategy``, checked against the index (ids, length and order).
-
-    Args:
-        frames_dir: the caches' folder (``data/frames``).
-        strategy: a frame strategy (``spotted:best``, ``annotated``, ...).
-        index: the index DataFrame (its ``sample_id`` column) or a sequence of sample ids.
-
-    Returns:
-        uint8 array N x S x S x 3, row i = clip i of the index.
-
-    Raises:
-        FileNotFoundError: the cache files are missing.
-        CacheMismatchError: the cache does not hold exactly the index's clips in its order
-            (the message names the first missing, extra or misplaced ids).
-    """
-    frames_dir = Path(frames_dir)
-    if strategy == vocab.PER_FOLD:
-        raise ValueError(f"{strategy}: chosen per LOSO fold, so it has no single cache; use "
-                         f"load_fold_frames({str(frames_dir)!r}, {strategy!r}, index)")
-    ids = cached_ids(frames_dir, strategy)["sample_id"].tolist()
-    npy = frames_dir / f"{vocab.strategy_stem(strategy)}.npy"
-    if not npy.is_file():
-        raise FileNotFoundError(f"{npy}: frame cache of strategy {strategy!r} not found "
-                                "(run the apex stage first)")
-    want = [str(s) for s in (index["sample_id"] if isinstance(index, pd.DataFrame) else index)]
-    if ids != want:
-        have = set(ids)
-        missing = [s for s in want if s not in have]
-        extra = [s for s in ids if s not in set(want)]
-        hint = f" (see {REPORT_JSON}: skipped clips or max_clips; rebuild with the apex stage)"
-        if missing or extra or len(ids) != len(want):
-            raise CacheMismatchError(
-                f"{npy}: holds {len(ids)} clips, the index {len(want)}; "
-                f"missing from the cache: {missing[:5]}{' ...' if len(missing) > 5 else ''}; "
-                f"not in the index: {extra[:5]}{' ...' if len(extra) > 5 else ''}" + hint)
-        i = next(k for k, (a, b) in enumerate(zip(ids, want)) if a != b)
-        raise CacheMismatchError(f"{npy}: same clips as the index but in another order; first "
-                                 f"difference at row {i}: cache {ids[i]!r}, index {want[i]!r}"
-                                 + hint)
-    arr = np.load(npy, mmap_mode=None)
-    if arr.ndim != 4 or arr.shape[0] != len(ids) or arr.shape[3] != 3 or arr.dtype != np.uint8:
-        raise CacheMismatchError(f"{npy}: expected uint8 {len(ids)} x S x S x 3 (its id table "
-                                 f"has {len(ids)} rows), got {arr.dtype} {arr.shape}")
-    return arr
-
-
-def cached_index(index: pd.DataFrame, frames_dir: str | Path) -> pd.DataFrame:
-    """The rows of the index that the apex stage cached, in index order.
-
-    With ``strict: false`` the data stage already drops (and lists in ``data/excluded.csv``)
-    every clip with a missing, truncated or undecodable frame; a clip the apex stage still
-    could not read is skipped there and listed in its report. Training then uses the remaining
-    clips: this names the ones left out (a warning), so nothing disappears silently.
-    """
-    ids = set(cached_ids(frames_dir, "onset")["sample_id"])
-    keep = index["sample_id"].astype(str).isin(ids).to_numpy()
-    if not keep.all():
-        gone = index.loc[~keep, "sample_id"].astype(str).tolist()
-        warnings.warn(f"{len(gone)} clip(s) of the index are not in the frame cache "
-                      f"{frames_dir} (skipped by the apex stage, see its report): "
-                      f"{', '.join(gone[:10])}{' ...' if len(gone) > 10 else ''}", stacklevel=2)
-    return index[keep].reset_index(drop=True)
-
-
-class FoldFrames:
-    """The frames of one strategy for every LOSO fold, aligned with the index.
-
-    Most strategies give every fold the same array. ``spotted:best`` (and ``annotated`` when a
-    clip has no annotated apex) depend on the spotter chosen for the fold, so each fold gets
-    the variant of its spotter: ``for_fold(subject)``.
-
-    Attributes:
-        variants: name -> uint8 N x S x S x 3 array (one row per index row).
-        choice: test subject -> variant name (a subject not listed gets ``default``).
-        default: the variant of subjects missing from ``choice`` (None: every subject listed).
-    """
-
-    def __init__(self, variants: dict, choice: dict | None = None, default: str | None = None):
-        if not variants:
-            raise ValueError("FoldFrames: no arrays")
-        shapes = {v.shape for v in variants.values()}
-        if len(shapes) != 1:
-            raise CacheMismatchError(f"FoldFrames: variants of different shapes {shapes}")
-        self.variants = dict(variants)
-        self.choice = dict(choice or {})
-        self.default = default if default is not None or self.choice else next(iter(variants))
-
-    def key(self, subject: str) -> str:
-        """The variant that the fold testing ``subject`` uses."""
-        if subject in self.choice:
-            return self.choice[subject]
-        if self.default is None:
-            raise KeyError(f"no spotter was chosen for the fold of subject {subject!r} "
-                           f"(spotter_choice.csv lists {sorted(self.choice)})")
-        return self.default
-
-    def for_fold(self, subject: str) -> np.ndarray:
-        return self.variants[self.key(subject)]
-
-    @property
-    def shape(self) -> tuple:
-        return next(iter(self.variants.values())).shape
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-
-def spotter_choice(frames_dir: str | Path) -> dict[str, str]:
-    """test subject -> spotter chosen on that fold's training subjects (``spotter_choice.csv``).
-
-    Raises:
-        FileNotFoundError: the apex stage has not written the file (names it).
-    """
-    path = Path(frames_dir) / CHOICE_CSV
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the per-fold spotter choice is missing (run the apex "
-                                "stage first)")
-    df = pd.read_csv(path, dtype={"subject": str, "method": str}, keep_default_na=False)
-    return dict(zip(df["subject"], df["method"]))
-
-
-def load_fold_frames(frames_dir: str | Path, strategy: str, index) -> FoldFrames:
-    """The frames of ``strategy`` for every fold, checked against the index.
-
-    ``spotted:best``: the ``spotted:<method>`` cache of each fold's chosen spotter.
-    ``annotated``: the annotated cache, whose clips without an annotated apex take the apex of
-    the fold's chosen spotter. Every other strategy: one array for all folds.
-
-    Raises:
-        FileNotFoundError, CacheMismatchError: as :func:`load_cache`.
-    """
-    if strategy != vocab.PER_FOLD and strategy != "annotated":
-        return FoldFrames({strategy: load_cache(frames_dir, strategy, index)})
-    choice = spotter_choice(frames_dir)
-    methods = sorted(set(choice.values()))
-    spotted = {m: load_cache(frames_dir, vocab.spotted(m), index) for m in methods}
-    if strategy == vocab.PER_FOLD:
-        return FoldFrames({vocab.spotted(m): a for m, a in spotted.items()},
-                          {s: vocab.spotted(m) for s, m in choice.items()})
-    base = load_cache(frames_dir, "annotated", index)
-    na = ~cached_ids(frames_dir, "annotated")["source"].eq("annotated").to_numpy()
-    if not na.any():
-        return FoldFrames({"annotated": base})
-    variants = {}
-    for m, arr in spotted.items():
-        v = base.copy()
-        v[na] = arr[na]
-        variants[f"annotated|spotted:{m}"] = v
-    return FoldFrames(variants, {s: f"annotated|spotted:{m}" for s, m in choice.items()})
 
 
 def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> dict:
@@ -636,8 +342,5 @@ def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> d
     return {"frames": np.arange(int(row["onset"]), int(row["offset"]) + 1), **r["curves"]}
 
 
-__all__ = ["FaceNotFoundWarning", "FaceDetectorUnavailable", "haar_available", "ClipReadError", "CacheMismatchError",
-           "random_index", "detect_face", "square_box",
-           "centre_box", "face_box", "crop", "read_clip", "process_clip", "build_apex_stage",
-           "cached_ids", "load_cache", "clip_curves", "FoldFrames", "spotter_choice",
-           "load_fold_frames", "cached_index"]
+__all__ = ["ClipReadError", "random_index", "read_clip", "process_clip", "build_apex_stage",
+           "clip_curves"]

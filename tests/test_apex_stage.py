@@ -1,4 +1,4 @@
-"""Frame strategies, face crop, the apex stage's caches and their alignment checks."""
+"""The apex stage: frame strategies, face crop, the caches it writes and reading them back aligned."""
 from __future__ import annotations
 
 import json
@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer_core import frames, vocab
+from mer_core import apex_stage, faces, handover, vocab
 from mer_core.config import ApexConfig
 
 from test_apex import make_clip
@@ -27,59 +27,59 @@ def test_strategy_names():
 
 
 def test_random_index_is_seeded_per_clip():
-    a = [frames.random_index(f"x/sub01/c{i}", 50, seed=0) for i in range(40)]
-    assert a == [frames.random_index(f"x/sub01/c{i}", 50, seed=0) for i in range(40)]
+    a = [apex_stage.random_index(f"x/sub01/c{i}", 50, seed=0) for i in range(40)]
+    assert a == [apex_stage.random_index(f"x/sub01/c{i}", 50, seed=0) for i in range(40)]
     assert all(0 <= i < 50 for i in a) and len(set(a)) > 10
-    assert a != [frames.random_index(f"x/sub01/c{i}", 50, seed=1) for i in range(40)]
-    assert frames.random_index("only", 1) == 0
+    assert a != [apex_stage.random_index(f"x/sub01/c{i}", 50, seed=1) for i in range(40)]
+    assert apex_stage.random_index("only", 1) == 0
 
 
 # ---------------------------------------------------------------------------- face crop
 
 def test_square_box_math():
     # 40 x 60 face at (100, 50) in a 400 x 300 image, 20 % margin -> side 60 * 1.4 = 84
-    assert frames.square_box((100, 50, 40, 60), 0.2, 400, 300) == (78, 38, 162, 122)
-    x0, y0, x1, y1 = frames.square_box((0, 0, 50, 50), 0.2, 400, 300)      # shifted inside
+    assert faces.square_box((100, 50, 40, 60), 0.2, 400, 300) == (78, 38, 162, 122)
+    x0, y0, x1, y1 = faces.square_box((0, 0, 50, 50), 0.2, 400, 300)      # shifted inside
     assert (x0, y0) == (0, 0) and x1 - x0 == y1 - y0 == 70
-    x0, y0, x1, y1 = frames.square_box((380, 280, 20, 20), 0.5, 400, 300)
+    x0, y0, x1, y1 = faces.square_box((380, 280, 20, 20), 0.5, 400, 300)
     assert x1 == 400 and y1 == 300 and x1 - x0 == 40
-    assert frames.square_box((10, 10, 280, 280), 0.5, 400, 300) == (0, 0, 300, 300)  # shrunk
-    assert frames.centre_box(400, 300) == (50, 0, 350, 300)
-    assert frames.centre_box(100, 160) == (0, 30, 100, 130)
+    assert faces.square_box((10, 10, 280, 280), 0.5, 400, 300) == (0, 0, 300, 300)  # shrunk
+    assert faces.centre_box(400, 300) == (50, 0, 350, 300)
+    assert faces.centre_box(100, 160) == (0, 30, 100, 130)
 
 
 def test_face_box_aligned_and_no_face_fallback(monkeypatch):
     img = np.full((120, 160, 3), 128, np.uint8)
-    assert frames.face_box(img, aligned=True) == ((0, 0, 160, 120), "aligned")
-    monkeypatch.setattr(frames, "detect_face", lambda image: None)
-    with pytest.warns(frames.FaceNotFoundWarning, match="clipX: no face found"):
-        box, how = frames.face_box(img, aligned=False, where="clipX")
+    assert faces.face_box(img, aligned=True) == ((0, 0, 160, 120), "aligned")
+    monkeypatch.setattr(faces, "detect_face", lambda image: None)
+    with pytest.warns(faces.FaceNotFoundWarning, match="clipX: no face found"):
+        box, how = faces.face_box(img, aligned=False, where="clipX")
     assert how == "centre" and box == (20, 0, 140, 120)
 
 
-@pytest.mark.skipif(not frames.haar_available(), reason="this OpenCV has no Haar cascade")
+@pytest.mark.skipif(not faces.haar_available(), reason="this OpenCV has no Haar cascade")
 def test_haar_finds_no_face_in_noise():
     noise = np.random.default_rng(0).integers(0, 255, (100, 100)).astype(np.uint8)
-    assert frames.detect_face(noise) is None
+    assert faces.detect_face(noise) is None
 
 
-@pytest.mark.skipif(frames.haar_available(), reason="this OpenCV has the Haar cascade")
+@pytest.mark.skipif(faces.haar_available(), reason="this OpenCV has the Haar cascade")
 def test_missing_haar_cascade_is_a_clear_error():
-    with pytest.raises(frames.FaceDetectorUnavailable, match="no bundled Haar cascade"):
-        frames.face_box(np.zeros((50, 50, 3), np.uint8), aligned=False)
+    with pytest.raises(faces.FaceDetectorUnavailable, match="no bundled Haar cascade"):
+        faces.face_box(np.zeros((50, 50, 3), np.uint8), aligned=False)
 
 
 def test_face_box_uses_the_detection(monkeypatch):
-    monkeypatch.setattr(frames, "detect_face", lambda image: (100, 50, 40, 60))
-    box, how = frames.face_box(np.zeros((300, 400, 3), np.uint8), aligned=False, margin=0.2)
+    monkeypatch.setattr(faces, "detect_face", lambda image: (100, 50, 40, 60))
+    box, how = faces.face_box(np.zeros((300, 400, 3), np.uint8), aligned=False, margin=0.2)
     assert how == "haar" and box == (78, 38, 162, 122)
 
 
 def test_crop_resizes():
     img = np.arange(100 * 80 * 3, dtype=np.uint8).reshape(100, 80, 3)
-    out = frames.crop(img, (10, 20, 74, 84), 32)
+    out = faces.crop(img, (10, 20, 74, 84), 32)
     assert out.shape == (32, 32, 3) and out.dtype == np.uint8
-    same = frames.crop(img, (0, 0, 32, 32), 32)
+    same = faces.crop(img, (0, 0, 32, 32), 32)
     assert np.array_equal(same, img[:32, :32])
 
 
@@ -120,7 +120,7 @@ def write_dataset(root, size=64, clips=CLIPS):
 def run_stage(tmp_path, index, aligned=True, strict=True, workers=1, **kw):
     out = tmp_path / "out"
     cfg = ApexConfig(methods=METHODS, image_size=32, workers=workers)
-    rep = frames.build_apex_stage(
+    rep = apex_stage.build_apex_stage(
         index, {"dataset": "synthetic", "aligned": aligned, "fps": 200, "description": "test"},
         cfg, frames_dir=out / "frames", apex_csv=out / "apex.csv",
         metrics_json=out / "apex_metrics.json", report_json=out / "apex_report.json",
@@ -139,16 +139,16 @@ def built(tmp_path_factory):
 def test_stage_writes_every_strategy_aligned_to_the_index(built):
     index, out, rep = built
     for s in vocab.cached_strategies(METHODS.split(",")):
-        arr = frames.load_cache(out / "frames", s, index)
+        arr = handover.load_cache(out / "frames", s, index)
         assert arr.shape == (4, 32, 32, 3) and arr.dtype == np.uint8
-        ids = frames.cached_ids(out / "frames", s)
+        ids = handover.cached_ids(out / "frames", s)
         assert ids.columns.tolist() == ["sample_id", "frame", "source"]
         assert ids["sample_id"].tolist() == index["sample_id"].tolist()
-    onset = frames.cached_ids(out / "frames", "onset")
+    onset = handover.cached_ids(out / "frames", "onset")
     assert onset["frame"].tolist() == index["onset"].tolist()
-    middle = frames.cached_ids(out / "frames", "middle")
+    middle = handover.cached_ids(out / "frames", "middle")
     assert middle["frame"].tolist() == (index["onset"] + (index["offset"] - index["onset"]) // 2).tolist()
-    rnd = frames.cached_ids(out / "frames", "random")["frame"]
+    rnd = handover.cached_ids(out / "frames", "random")["frame"]
     assert ((rnd >= index["onset"]) & (rnd <= index["offset"])).all()
 
 
@@ -163,10 +163,10 @@ def test_stage_spots_and_scores(built):
         assert metrics[m]["n_scored"] == 3 and metrics[m]["n_excluded_na"] == 1
         assert metrics[m]["mae_frames"] <= 3, (m, metrics[m])
     truth = {sid(c): on + a for c, on, _, a, _ in CLIPS}
-    spotted = frames.cached_ids(out / "frames", f"spotted:{metrics['best']}")
+    spotted = handover.cached_ids(out / "frames", f"spotted:{metrics['best']}")
     assert all(abs(f - truth[s]) <= 3 for s, f in zip(spotted["sample_id"], spotted["frame"]))
     with pytest.raises(ValueError, match="per LOSO fold"):
-        frames.load_cache(out / "frames", "spotted:best", index)
+        handover.load_cache(out / "frames", "spotted:best", index)
 
 
 def test_spotter_is_chosen_per_fold_on_the_training_subjects_only(built):
@@ -174,7 +174,7 @@ def test_spotter_is_chosen_per_fold_on_the_training_subjects_only(built):
     table = pd.read_csv(out / "apex.csv").dropna(subset=["apex_annotated"])
     table["err"] = (table["apex_pred"] - table["apex_annotated"]).abs()
     table["subject"] = table["sample_id"].str.split("/").str[1]
-    choice = frames.spotter_choice(out / "frames")
+    choice = handover.spotter_choice(out / "frames")
     assert set(choice) == {"sub01", "sub02"}
     for test_subject, method in choice.items():
         train = table[(table["subject"] != test_subject) & (table["method"] != "middle")]
@@ -185,28 +185,28 @@ def test_spotter_is_chosen_per_fold_on_the_training_subjects_only(built):
 
 def test_fold_frames_follow_the_fold_spotter(built):
     index, out, rep = built
-    choice = frames.spotter_choice(out / "frames")
-    best = frames.load_fold_frames(out / "frames", "spotted:best", index)
-    ann = frames.load_fold_frames(out / "frames", "annotated", index)
-    plain = frames.load_cache(out / "frames", "annotated", index)
+    choice = handover.spotter_choice(out / "frames")
+    best = handover.load_fold_frames(out / "frames", "spotted:best", index)
+    ann = handover.load_fold_frames(out / "frames", "annotated", index)
+    plain = handover.load_cache(out / "frames", "annotated", index)
     na = index["apex"].isna().to_numpy()
     for subject, method in choice.items():
-        spotted = frames.load_cache(out / "frames", f"spotted:{method}", index)
+        spotted = handover.load_cache(out / "frames", f"spotted:{method}", index)
         assert np.array_equal(best.for_fold(subject), spotted)
         assert np.array_equal(ann.for_fold(subject)[na], spotted[na])
         assert np.array_equal(ann.for_fold(subject)[~na], plain[~na])
-    onset = frames.load_fold_frames(out / "frames", "onset", index)
+    onset = handover.load_fold_frames(out / "frames", "onset", index)
     assert list(onset.variants) == ["onset"] and onset.key("sub99") == "onset"
 
 
 def test_annotated_uses_the_annotation_and_says_when_it_cannot(built):
     index, out, rep = built
-    ann = frames.cached_ids(out / "frames", "annotated")
-    own = frames.spotter_choice(out / "frames")["sub02"]   # EP03_3's own fold
+    ann = handover.cached_ids(out / "frames", "annotated")
+    own = handover.spotter_choice(out / "frames")["sub02"]   # EP03_3's own fold
     assert ann["frame"].tolist()[:2] == [35, 16] and ann["frame"].tolist()[3] == 27
     assert ann["source"].tolist()[0] == "annotated"
     assert ann["source"].tolist()[2] == f"spotted:{own} (annotated apex NA; spotter of the clip's fold)"
-    assert ann["frame"].tolist()[2] == frames.cached_ids(out / "frames", f"spotted:{own}")["frame"][2]
+    assert ann["frame"].tolist()[2] == handover.cached_ids(out / "frames", f"spotted:{own}")["frame"][2]
     report = json.loads((out / "apex_report.json").read_text())
     assert report["annotated_fallback"]["clips"] == [sid("EP03_3")]
     assert report["n_cached"] == 4 and report["skipped"] == []
@@ -216,24 +216,24 @@ def test_same_result_with_one_worker(built, tmp_path):
     index, out, rep = built
     out1, _ = run_stage(tmp_path, index, workers=1)
     for s in ("random", "annotated", "spotted:frame_diff"):
-        assert np.array_equal(frames.load_cache(out1 / "frames", s, index),
-                              frames.load_cache(out / "frames", s, index))
-    assert frames.spotter_choice(out1 / "frames") == frames.spotter_choice(out / "frames")
+        assert np.array_equal(handover.load_cache(out1 / "frames", s, index),
+                              handover.load_cache(out / "frames", s, index))
+    assert handover.spotter_choice(out1 / "frames") == handover.spotter_choice(out / "frames")
 
 
 def test_load_cache_refuses_a_mismatched_index(built):
     index, out, _ = built
-    with pytest.raises(frames.CacheMismatchError, match="another order; first difference at row 0"):
-        frames.load_cache(out / "frames", "onset", index.iloc[::-1])
-    with pytest.raises(frames.CacheMismatchError, match=r"holds 4 clips, the index 3"):
-        frames.load_cache(out / "frames", "onset", index.iloc[:3])
+    with pytest.raises(handover.CacheMismatchError, match="another order; first difference at row 0"):
+        handover.load_cache(out / "frames", "onset", index.iloc[::-1])
+    with pytest.raises(handover.CacheMismatchError, match=r"holds 4 clips, the index 3"):
+        handover.load_cache(out / "frames", "onset", index.iloc[:3])
     bigger = pd.concat([index, index.iloc[:1].assign(sample_id="synthetic/sub02/new")])
-    with pytest.raises(frames.CacheMismatchError, match="synthetic/sub02/new"):
-        frames.load_cache(out / "frames", "onset", bigger)
+    with pytest.raises(handover.CacheMismatchError, match="synthetic/sub02/new"):
+        handover.load_cache(out / "frames", "onset", bigger)
     with pytest.raises(FileNotFoundError, match="spotted-frequency.csv"):
-        frames.load_cache(out / "frames", "spotted:frequency", index)
+        handover.load_cache(out / "frames", "spotted:frequency", index)
     # a list of ids works as the index too
-    assert len(frames.load_cache(out / "frames", "onset", index["sample_id"].tolist())) == 4
+    assert len(handover.load_cache(out / "frames", "onset", index["sample_id"].tolist())) == 4
 
 
 def test_load_cache_checks_the_array(built, tmp_path):
@@ -242,8 +242,8 @@ def test_load_cache_checks_the_array(built, tmp_path):
     d.mkdir()
     (d / "onset.csv").write_text((out / "frames" / "onset.csv").read_text())
     np.save(d / "onset.npy", np.zeros((3, 32, 32, 3), np.uint8))
-    with pytest.raises(frames.CacheMismatchError, match=r"expected uint8 4 x S x S x 3"):
-        frames.load_cache(d, "onset", index)
+    with pytest.raises(handover.CacheMismatchError, match=r"expected uint8 4 x S x S x 3"):
+        handover.load_cache(d, "onset", index)
 
 
 SMALL = CLIPS[:3]
@@ -252,14 +252,14 @@ SMALL = CLIPS[:3]
 def test_missing_frame_is_an_error_naming_it(tmp_path):
     index = write_dataset(tmp_path / "data", size=32, clips=SMALL)
     (tmp_path / "data/Cropped/sub01/EP02_2/reg_img20.jpg").unlink()
-    with pytest.raises(frames.ClipReadError, match=r"synthetic/sub01/EP02_2: .*EP02_2: frames 20 of 4..39"):
+    with pytest.raises(apex_stage.ClipReadError, match=r"synthetic/sub01/EP02_2: .*EP02_2: frames 20 of 4..39"):
         run_stage(tmp_path, index)
 
 
 def test_unreadable_frame_is_an_error_naming_the_file(tmp_path):
     index = write_dataset(tmp_path / "data", size=32, clips=SMALL)
     (tmp_path / "data/Cropped/sub01/EP01_1/reg_img12.jpg").write_bytes(b"not a jpeg")
-    with pytest.raises(frames.ClipReadError, match=r"reg_img12.jpg: not a JPEG"):
+    with pytest.raises(apex_stage.ClipReadError, match=r"reg_img12.jpg: not a JPEG"):
         run_stage(tmp_path, index, workers=2)
 
 
@@ -273,16 +273,16 @@ def test_non_strict_skips_and_reports_consistently(tmp_path):
     assert report["n_cached"] == 2 and report["n_index"] == 3
     kept = index[index["sample_id"] != "synthetic/sub01/EP01_1"]
     for s in vocab.cached_strategies(METHODS.split(",")):
-        assert len(frames.load_cache(out / "frames", s, kept)) == 2
-    with pytest.raises(frames.CacheMismatchError, match="EP01_1"):
-        frames.load_cache(out / "frames", "onset", index)
+        assert len(handover.load_cache(out / "frames", s, kept)) == 2
+    with pytest.raises(handover.CacheMismatchError, match="EP01_1"):
+        handover.load_cache(out / "frames", "onset", index)
     assert "EP01_1" not in set(pd.read_csv(out / "apex.csv")["sample_id"])
 
 
 def test_unaligned_clip_without_a_face_is_centre_cropped_and_reported(tmp_path, monkeypatch):
-    monkeypatch.setattr(frames, "detect_face", lambda image: None)   # any OpenCV build
+    monkeypatch.setattr(faces, "detect_face", lambda image: None)   # any OpenCV build
     index = write_dataset(tmp_path / "data", size=48, clips=SMALL[:2])
-    with pytest.warns(frames.FaceNotFoundWarning, match="no face found on the onset frame"):
+    with pytest.warns(faces.FaceNotFoundWarning, match="no face found on the onset frame"):
         out, rep = run_stage(tmp_path, index, aligned=False)
     report = json.loads((out / "apex_report.json").read_text())
     assert report["no_face_centre_crop"] == index["sample_id"].tolist()
@@ -293,8 +293,8 @@ def test_max_clips_and_bad_config(tmp_path):
     index = write_dataset(tmp_path / "data", size=32, clips=SMALL)
     out, rep = run_stage(tmp_path, index, max_clips=2)
     assert rep["n_cached"] == 2
-    with pytest.raises(frames.CacheMismatchError):
-        frames.load_cache(out / "frames", "onset", index)
+    with pytest.raises(handover.CacheMismatchError):
+        handover.load_cache(out / "frames", "onset", index)
     with pytest.raises(ValueError, match="empty"):
         run_stage(tmp_path, index.iloc[:0])
 
@@ -304,12 +304,12 @@ def test_report_shows_each_clip_with_its_own_fold_frame(built):
 
     index, out, rep = built
     ids = index["sample_id"].tolist()
-    choice = frames.spotter_choice(out / "frames")
-    shown = report.frame_cache(out / "frames", "spotted:best", ids)
+    choice = handover.spotter_choice(out / "frames")
+    shown = handover.frame_cache(out / "frames", "spotted:best", ids)
     for i, sid in enumerate(ids):
-        own = frames.load_cache(out / "frames", f"spotted:{choice[sid.split('/')[1]]}", index)
+        own = handover.load_cache(out / "frames", f"spotted:{choice[sid.split('/')[1]]}", index)
         assert np.array_equal(shown[i], own[i])
-    assert np.array_equal(report.frame_cache(out / "frames", "onset", ids),
-                          frames.load_cache(out / "frames", "onset", index))
-    with pytest.raises(frames.CacheMismatchError):
-        report.frame_cache(out / "frames", "onset", ids[::-1])
+    assert np.array_equal(handover.frame_cache(out / "frames", "onset", ids),
+                          handover.load_cache(out / "frames", "onset", index))
+    with pytest.raises(handover.CacheMismatchError):
+        handover.frame_cache(out / "frames", "onset", ids[::-1])

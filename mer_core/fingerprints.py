@@ -1,0 +1,104 @@
+"""Fingerprints: what a finished fold was made with, so that a re-run reuses it only when nothing
+that changes its result has changed (settings, labels, data, code, device, precision).
+"""
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import re
+from pathlib import Path
+
+from mer_core import deps, io
+from mer_core.machine import device_name
+from mer_core.models import weights_path
+
+#: The modules whose source defines what a fold computes: the LOSO driver and everything it
+#: imports (their hash is the "code version"). All of them are deps of the train stage (a test
+#: checks), so DVC reruns the stage when one changes and the changed fingerprint redoes the
+#: folds; modules the notebook uses only around the folds (figures, printed metrics) rerun the
+#: stage but keep its finished folds.
+CODE_MODULES = tuple(deps.closure(("loso",)))
+
+#: TrainConfig keys that choose WHICH folds run (or how many at once), not what a fold computes.
+PLAN_KEYS = ("folds", "max_folds", "seed", "n_seeds", "workers")
+
+
+class FingerprintError(RuntimeError):
+    """Finished folds or shards that were made with different settings or code."""
+
+
+def code_version() -> str:
+    """sha256 (16 hex) of the mer_core modules that define a fold's computation (CODE_MODULES)."""
+    h = hashlib.sha256()
+    for name in CODE_MODULES:
+        h.update(name.encode() + b"\0" + (deps.PACKAGE_DIR / f"{name}.py").read_bytes() + b"\0")
+    return h.hexdigest()[:16]
+
+
+def sha(*parts) -> str:
+    """sha256 (16 hex) of the parts (bytes, or their ``str``), NUL-separated."""
+    h = hashlib.sha256()
+    for p in parts:
+        h.update(p if isinstance(p, bytes) else str(p).encode())
+        h.update(b"\0")
+    return h.hexdigest()[:16]
+
+
+def file_sha(path: str | Path) -> str:
+    """sha256 (16 hex) of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()[:16]
+
+
+def fold_stem(subject: str, seed: int) -> str:
+    """File stem of one fold's files: ``sub01__seed0``."""
+    return f"{re.sub(r'[^A-Za-z0-9_.-]', '_', str(subject))}__seed{seed}"
+
+
+def diff(old: dict, new: dict, prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every nested key whose value differs."""
+    out = []
+    for k in sorted(set(old) | set(new)):
+        a, b = old.get(k, "<absent>"), new.get(k, "<absent>")
+        if isinstance(a, dict) and isinstance(b, dict):
+            out += diff(a, b, f"{prefix}{k}.")
+        elif a != b:
+            out.append(f"{prefix}{k}: {a!r} -> {b!r}")
+    return out
+
+
+def fold_params(name, exp, cfg, labels, data_hash, device, precision, factory_tag) -> dict:
+    """What a fold's result depends on (hashed into its fingerprint): the experiment, the train
+    settings that change a fold (not those choosing which folds run), labels, data, code
+    version, device and its model, precision, model factory, and the weights file's hash."""
+    train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in PLAN_KEYS}
+    weights = weights_path(cfg.pretrained, exp.backbone)
+    if weights and weights.lower() != "imagenet" and Path(weights).is_file():
+        train["pretrained_sha256"] = file_sha(weights)
+    return {"experiment": name, "frames": exp.frames, "backbone": exp.backbone, "loss": exp.loss,
+            "train": train, "labels": list(labels), "data": data_hash, "code": code_version(),
+            "device": device.type, "device_name": device_name(device), "precision": precision,
+            "model_factory": factory_tag}
+
+
+def check_fold(out: Path, stem: str, fold_fp: str, params: dict) -> None:
+    """Raise :class:`FingerprintError` (naming what changed) unless the finished fold ``stem``
+    of ``results/<exp>`` (``out``) was made with fingerprint ``fold_fp``."""
+    meta_path = out / "folds" / f"{stem}.json"
+    if not meta_path.is_file():
+        raise FingerprintError(f"{out / 'folds' / stem}.csv exists without its .json record; "
+                               f"pass fresh=True to redo the fold")
+    meta = io.read_json(meta_path)
+    if meta.get("fingerprint") != fold_fp:
+        changed = diff(meta.get("params", {}), params) or ["(record without params)"]
+        raise FingerprintError(
+            f"{meta_path}: this finished fold was made with different settings: "
+            f"{'; '.join(changed[:8])}. Pass fresh=True (papermill -p fresh True) to redo the folds, "
+            f"or use another results folder; results of different settings are never mixed.")
+
+
+__all__ = ["CODE_MODULES", "PLAN_KEYS", "FingerprintError", "code_version", "sha", "file_sha",
+           "fold_stem", "diff", "fold_params", "check_fold"]
