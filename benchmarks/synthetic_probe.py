@@ -8,7 +8,7 @@ about 0.2); apex frames show how much a single frame says, which is what the pap
     .venv/bin/python benchmarks/synthetic_probe.py                       # the defaults
     .venv/bin/python benchmarks/synthetic_probe.py --amplitude 5 10 --spread 0.15 1
 
-This calibrated the synthetic defaults (mer_core.synthetic.IDENTITY_SPREAD, WRINKLE_PER_PX and
+This calibrated the synthetic defaults (mer_core.synthetic_faces.IDENTITY_SPREAD, WRINKLE_PER_PX and
 params.yaml data.synthetic_amplitude); see the README.
 """
 from __future__ import annotations
@@ -22,6 +22,7 @@ import cv2
 import numpy as np
 
 from mer_core import synthetic as syn
+from mer_core import synthetic_faces as faces
 
 CLASSES = ("disgust", "happiness", "others", "repression", "surprise")  # casme2-5class
 
@@ -29,9 +30,9 @@ CLASSES = ("disgust", "happiness", "others", "repression", "surprise")  # casme2
 def _render(job):
     row, seed, amplitude, spread, side = job
     cv2.setNumThreads(1)
-    syn.IDENTITY_SPREAD = spread  # this worker's module copy
-    syn._subject_faces.cache_clear()
-    _, frames = syn.render_clip(row, seed, 128, amplitude, only=[row["onset"], row["apex_true"]])
+    faces.IDENTITY_SPREAD = spread  # this worker's module copy
+    faces._subject_faces.cache_clear()
+    _, frames = faces.render_clip(row, seed, 128, amplitude, only=[row["onset"], row["apex_true"]])
     return [cv2.resize(cv2.resize(f, (64, 64), interpolation=cv2.INTER_AREA), (side, side),
                        interpolation=cv2.INTER_AREA) for f in frames]
 
@@ -42,7 +43,7 @@ def probe(amplitude: float, spread: float, seed: int = 0, side: int = 32, alpha:
 
     Args:
         amplitude: ``generate(amplitude=...)``.
-        spread: :data:`mer_core.synthetic.IDENTITY_SPREAD` to render with.
+        spread: :data:`mer_core.synthetic_faces.IDENTITY_SPREAD` to render with.
         seed: dataset seed.
         side: px of the frames the classifier sees.
         alpha: ridge penalty (features are standardised on the training subjects).
@@ -82,7 +83,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--amplitude", type=float, nargs="+", default=None,
                     help="default: params.yaml data.synthetic_amplitude")
-    ap.add_argument("--spread", type=float, nargs="+", default=[syn.IDENTITY_SPREAD])
+    ap.add_argument("--spread", type=float, nargs="+", default=[faces.IDENTITY_SPREAD])
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--side", type=int, default=32)
     args = ap.parse_args()
@@ -90,7 +91,7 @@ def main() -> None:
         from mer_core import config
         args.amplitude = [config.load("params.yaml").data.synthetic_amplitude]
     print(f"linear LOSO probe, {args.side} px, casme2-5class, UF1 (chance ~0.2); "
-          f"WRINKLE_PER_PX {syn.WRINKLE_PER_PX}")
+          f"WRINKLE_PER_PX {faces.WRINKLE_PER_PX}")
     for spread in args.spread:
         for amp in args.amplitude:
             r = probe(amp, spread, args.seed, args.side)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import hashlib
 import json
 import re
+from pathlib import Path
 
 import cv2
 import numpy as np
@@ -11,6 +12,7 @@ import pandas as pd
 import pytest
 
 from mer_core import synthetic as syn
+from mer_core import synthetic_faces as faces
 
 # The issue's table (disgust/fear/happiness/others/repression/sadness/surprise), typed again here
 # so that a typo in the module's copy cannot pass.
@@ -95,7 +97,7 @@ def test_plan_sheet_quirks_and_filenames(plan):
     assert plan["emotion"].str.islower().all()
     assert {"12", "4+L10", "R2+15"} <= set(plan["aus"]) and (plan["aus_sheet"] == "?").sum() == 1
     for text in plan["aus"]:
-        syn.parse_aus(text)  # every AU code has a deformation
+        faces.parse_aus(text)  # every AU code has a deformation
 
 
 def test_plan_is_independent_of_apex_noise_except_the_sheet_apex(plan):
@@ -113,30 +115,30 @@ def test_plan_is_independent_of_apex_noise_except_the_sheet_apex(plan):
 
 def test_intensity_profile_is_zero_at_onset_one_at_apex():
     f = np.arange(90, 171)
-    level = syn.intensity_profile(f, 100, 130, 160)
+    level = faces.intensity_profile(f, 100, 130, 160)
     assert (level[f <= 100] == 0).all() and (level[f >= 160] == 0).all()
     assert level[f == 130][0] == 1.0 and level.max() == 1.0
     assert (np.diff(level[(f >= 100) & (f <= 130)]) > 0).all()
     assert (np.diff(level[(f >= 130) & (f <= 160)]) < 0).all()
     with pytest.raises(ValueError):
-        syn.intensity_profile(f, 100, 100, 160)
+        faces.intensity_profile(f, 100, 100, 160)
 
 
 def test_onset_frame_is_the_neutral_face_and_apex_moves_the_au_region(plan):
     row = plan[plan["aus"] == "6+12"].iloc[0]
-    numbers, frames = syn.render_clip(row, 0, 64, 5.0, nuisances=False)
+    numbers, frames = faces.render_clip(row, 0, 64, 5.0, nuisances=False)
     onset = int(np.flatnonzero(numbers == row["onset"])[0])
     apex = int(np.flatnonzero(numbers == row["apex_true"])[0])
     # before and at the onset every frame is the neutral face, byte for byte
     assert all(np.array_equal(frames[i], frames[0]) for i in range(onset + 1))
     assert not np.array_equal(frames[onset + 1], frames[0])
-    _, flat = syn.render_clip(row, 0, 64, 0.0, nuisances=False)
+    _, flat = faces.render_clip(row, 0, 64, 0.0, nuisances=False)
     assert all(np.array_equal(f, frames[0]) for f in flat)  # amplitude 0: no expression at all
     diff = np.abs(frames.astype(float) - frames[onset].astype(float)).mean(axis=(1, 2, 3))
     assert int(np.argmax(diff)) == apex
     # the change sits where the AUs act (lip corners, cheeks), not elsewhere
-    lm = syn._subject_faces(0, int(row["subject"][-2:]), 64)[2]
-    field, wrinkles = syn.au_maps(row["aus"], lm, 64)
+    lm = faces._subject_faces(0, int(row["subject"][-2:]), 64)[2]
+    field, wrinkles = faces.au_maps(row["aus"], lm, 64)
     region = cv2.dilate(((np.hypot(*field.transpose(2, 0, 1)) > 0.05) | (wrinkles > 0.05))
                         .astype(np.uint8), np.ones((7, 7), np.uint8)) > 0
     d = np.abs(frames[apex].astype(float) - frames[onset].astype(float)).mean(-1)
@@ -145,16 +147,16 @@ def test_onset_frame_is_the_neutral_face_and_apex_moves_the_au_region(plan):
 
 def test_partial_render_matches_full_render(plan):
     row = plan.iloc[3]
-    numbers, frames = syn.render_clip(row, 0, 32)
+    numbers, frames = faces.render_clip(row, 0, 32)
     pick = [int(row["onset"]), int(row["apex_true"]), int(row["last_frame"])]
-    n2, f2 = syn.render_clip(row, 0, 32, only=pick)
+    n2, f2 = faces.render_clip(row, 0, 32, only=pick)
     assert n2.tolist() == pick
     assert np.array_equal(f2, frames[np.isin(numbers, pick)])
 
 
 def test_subject_faces_differ():
-    a, _, _ = syn._subject_faces(0, 1, 32)
-    b, _, _ = syn._subject_faces(0, 2, 32)
+    a, _, _ = faces._subject_faces(0, 1, 32)
+    b, _, _ = faces._subject_faces(0, 2, 32)
     assert np.abs(a - b).mean() > 5
 
 
@@ -248,6 +250,15 @@ def test_skips_a_complete_set_and_regenerates_on_change(tmp_path):
     syn.generate(root, size=16, amplitude=3.0, subjects=["sub21"], progress=False, workers=1)
     assert stamp.exists()
     assert not list(tmp_path.glob(".synthetic.generating-*"))
+
+
+def test_code_hash_covers_both_generator_modules(tmp_path, monkeypatch):
+    """A change to the face drawing alone marks existing sets as stale."""
+    before = syn._code_hash()
+    edited = tmp_path / "synthetic_faces.py"
+    edited.write_bytes(Path(faces.__file__).read_bytes() + b"# edited\n")
+    monkeypatch.setattr(faces, "__file__", str(edited))
+    assert syn._code_hash() != before
 
 
 def test_refuses_to_replace_foreign_folders_and_bad_subjects(tmp_path):
