@@ -65,7 +65,7 @@ import pandas as pd
 
 from mer_core import apex as apex_mod
 from mer_core import io, vocab
-from mer_core.datasets import frame_paths, read_frames
+from mer_core.images import frame_paths, read_frames
 
 logger = logging.getLogger(__name__)
 
