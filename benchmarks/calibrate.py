@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core import config, datasets, frames, handover, io, loso, machine, metrics
+from mer_core import apex_stage, config, datasets, handover, io, loso, machine, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -62,9 +62,9 @@ def spotter_grid(index, info, apex_cfg, smooths, work: Path) -> tuple[list[dict]
         out = work / f"apex-smooth{k}"
         done = out / "apex_metrics.json"
         if not done.is_file():
-            frames.build_apex_stage(index, info, cfg, frames_dir=out / "frames",
-                                    apex_csv=out / "apex.csv", metrics_json=done,
-                                    report_json=out / "apex_report.json", progress=False)
+            apex_stage.build_apex_stage(index, info, cfg, frames_dir=out / "frames",
+                                        apex_csv=out / "apex.csv", metrics_json=done,
+                                        report_json=out / "apex_report.json", progress=False)
         m = io.read_json(done)
         for method in cfg.method_list:
             rows.append({"smooth": int(k), "method": method, "mae": m[method]["mae_frames"],

@@ -1,8 +1,15 @@
 """mer_core: the logic of mer-companion (micro-expression recognition from apex frames).
 
-Modules, in data-flow order: ``config`` (params.yaml), ``datasets``, ``synthetic`` and
-``synthetic_faces`` (sample index; the synthetic set's plan and files, its drawn frames), ``apex``
-and ``frames`` (apex spotting, frame cache), ``models``, ``losses`` and ``train`` (LOSO training),
-``metrics`` and ``report`` (evaluation, Table 4). ``io`` writes atomically.
+Modules, in data-flow order (one job each; README "Where things are" maps them to the stages):
+
+- names and settings: ``vocab`` (every choice a user can make), ``config`` (params.yaml);
+- data stage: ``sheets`` (coding sheets), ``images`` (frame files), ``datasets`` (the index,
+  protocols, folds), ``synthetic`` and ``synthetic_faces`` (the synthetic set), ``card``;
+- apex stage: ``apex`` (spotters), ``faces`` (face crop), ``apex_stage`` (frame caches);
+- train stage: ``models``, ``losses``, ``machine`` (device, precision), ``fold`` (one fold),
+  ``fingerprints``, ``loso`` (the LOSO driver), ``gradcam``;
+- evaluate and table4 stages: ``metrics``, ``report``;
+- between stages: ``handover`` (the files stages hand each other), ``io`` (atomic writes),
+  ``deps`` (each stage's code deps), ``profiles`` (named parameter sets).
 """
 __version__ = "0.1.0"

@@ -62,8 +62,8 @@ import pandas as pd
 
 from mer_core import apex as apex_mod
 from mer_core import handover, io, vocab
-from mer_core.datasets import frame_paths, read_frames
 from mer_core.faces import FaceNotFoundWarning, crop, face_box
+from mer_core.images import frame_paths, read_frames
 
 logger = logging.getLogger(__name__)
 

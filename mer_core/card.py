@@ -11,7 +11,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core.datasets import FPS, frame_numbers, read_frames
+from mer_core.datasets import FPS
+from mer_core.images import frame_numbers, read_frames
 
 
 def class_subject_table(index: pd.DataFrame, column: str = "label",
@@ -21,7 +22,7 @@ def class_subject_table(index: pd.DataFrame, column: str = "label",
     Args:
         index: the sample index.
         column: ``label`` (protocol classes) or ``emotion`` (raw sheet labels).
-        labels: column order (e.g. :func:`mer_core.datasets.protocol_labels`); default: the
+        labels: column order (e.g. :func:`mer_core.vocab.protocol_labels`); default: the
             index's ``attrs["labels"]`` for ``label``, else sorted names.
     """
     if labels is None:

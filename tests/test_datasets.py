@@ -9,7 +9,7 @@ import openpyxl
 import pandas as pd
 import pytest
 
-from mer_core import datasets as ds, handover, vocab
+from mer_core import datasets as ds, handover, images, sheets, vocab
 from mer_core.config import DataConfig
 
 CASME_HEADER = ["Subject", "Filename", None, "OnsetFrame", "ApexFrame", "OffsetFrame", None,
@@ -77,11 +77,11 @@ def make_samm(root, rows=SAMM_ROWS):
         code = f"{int(r[0]):03d}"
         for n in range(r[3], r[5] + 1):
             _image(root / code / r[1] / f"{code}_{n:05d}.jpg", n % 256)
-    path = root / ds.SAMM_SHEET_NAME
+    path = root / sheets.SAMM_SHEET_NAME
     wb = openpyxl.Workbook()
     wb.active.title = "FACS_Movement_Only"
     wb.active.append(["Subject", "Filename"])
-    ws = wb.create_sheet(ds.SAMM_WORKSHEET)
+    ws = wb.create_sheet(sheets.SAMM_WORKSHEET)
     for line in SAMM_PREAMBLE:
         ws.append(line)
     ws.append(SAMM_HEADER)
@@ -109,11 +109,11 @@ def samm(tmp_path):
 
 def test_frame_numbers_sort_numerically(casme):
     d = casme / "Cropped" / "sub01" / "EP02_01f"
-    assert list(ds.frame_numbers(d)) == list(range(97, 104))
-    names = [p.name for p in ds.frame_paths(d, 98, 102)]
+    assert list(images.frame_numbers(d)) == list(range(97, 104))
+    names = [p.name for p in images.frame_paths(d, 98, 102)]
     assert names == ["reg_img98.jpg", "reg_img99.jpg", "reg_img100.jpg", "reg_img101.jpg",
                      "reg_img102.jpg"]
-    assert ds.read_frames(ds.frame_paths(d, 98, 99)).shape == (2, 8, 8, 3)
+    assert images.read_frames(images.frame_paths(d, 98, 99)).shape == (2, 8, 8, 3)
 
 
 # ------------------------------------------------------------------ CASME II reader
@@ -299,12 +299,12 @@ def test_explicit_sheet_and_several_sheets(casme):
 def test_missing_column(tmp_path):
     header = [h if h != "ApexFrame" else "Apex" + "X" for h in CASME_HEADER]
     make_casme(tmp_path, header=header)
-    with pytest.raises(ds.SheetError, match="missing column.*'ApexFrame'"):
+    with pytest.raises(sheets.SheetError, match="missing column.*'ApexFrame'"):
         ds.load_index("casme2", tmp_path)
 
 
 def test_missing_samm_worksheet(samm):
-    with pytest.raises(ds.SheetError, match="'MICRO_ONLY2' not found"):
+    with pytest.raises(sheets.SheetError, match="'MICRO_ONLY2' not found"):
         ds.load_index("samm", samm, worksheet="MICRO_ONLY2")
 
 
@@ -313,7 +313,7 @@ def test_non_numeric_frame_cell(tmp_path):
     make_casme(tmp_path, rows=rows)
     rows[2][5] = "13a"  # OffsetFrame of sheet row 4
     _sheet(tmp_path / "CASME2-coding-20190701.xlsx", rows)
-    with pytest.raises(ds.SheetError, match=r"row 4 .*OffsetFrame is '13a'"):
+    with pytest.raises(sheets.SheetError, match=r"row 4 .*OffsetFrame is '13a'"):
         ds.load_index("casme2", tmp_path)
 
 
@@ -322,7 +322,7 @@ def test_onset_after_offset(tmp_path):
     make_casme(tmp_path, rows=rows)
     rows[1][3] = 9  # onset 9 > offset 8 on sheet row 3
     _sheet(tmp_path / "CASME2-coding-20190701.xlsx", rows)
-    with pytest.raises(ds.SheetError, match=r"row 3 .*OnsetFrame 9 is after OffsetFrame 8"):
+    with pytest.raises(sheets.SheetError, match=r"row 3 .*OnsetFrame 9 is after OffsetFrame 8"):
         ds.load_index("casme2", tmp_path)
 
 
@@ -330,7 +330,7 @@ def test_duplicate_key(tmp_path):
     rows = [list(r) for r in CASME_ROWS] + [[1, "EP02_01f", None, 98, 99, 100, None, 1,
                                              "others", 7]]
     make_casme(tmp_path, rows=rows)
-    with pytest.raises(ds.SheetError, match=r"rows 2 and 11 .*'EP02_01f'"):
+    with pytest.raises(sheets.SheetError, match=r"rows 2 and 11 .*'EP02_01f'"):
         ds.load_index("casme2", tmp_path)
 
 
@@ -356,27 +356,27 @@ def _truncate(path):
 def test_image_problem_spots_truncated_and_empty_files(tmp_path):
     good = tmp_path / "img1.jpg"
     assert cv2.imwrite(str(good), np.random.default_rng(0).integers(0, 255, (32, 32, 3), np.uint8))
-    assert ds.image_problem(good) is None
+    assert images.image_problem(good) is None
     padded = tmp_path / "img2.jpg"
     padded.write_bytes(good.read_bytes() + b"\x00\x00")
-    assert ds.image_problem(padded) is None                     # padding after FF D9 is fine
+    assert images.image_problem(padded) is None                     # padding after FF D9 is fine
     cut = tmp_path / "img3.jpg"
     cut.write_bytes(good.read_bytes())
     _truncate(cut)
     assert cv2.imread(str(cut)) is not None                      # what the check is for
-    assert "truncated JPEG" in ds.image_problem(cut)
+    assert "truncated JPEG" in images.image_problem(cut)
     empty = tmp_path / "img4.jpg"
     empty.write_bytes(b"")
-    assert ds.image_problem(empty) == "empty file (0 bytes)"
+    assert images.image_problem(empty) == "empty file (0 bytes)"
     png = tmp_path / "img5.png"
     assert cv2.imwrite(str(png), np.zeros((8, 8, 3), np.uint8))
-    assert ds.image_problem(png) is None
+    assert images.image_problem(png) is None
     png.write_bytes(png.read_bytes()[:-12])
-    assert "truncated PNG" in ds.image_problem(png)
+    assert "truncated PNG" in images.image_problem(png)
     with pytest.raises(OSError, match=r"img3\.jpg: truncated JPEG"):
-        ds.read_frames([good, cut])
+        images.read_frames([good, cut])
     with pytest.raises(OSError, match=r"img4\.jpg: empty file"):
-        ds.read_frames([empty])
+        images.read_frames([empty])
 
 
 def test_corrupt_frames_strict_and_lenient(casme):
