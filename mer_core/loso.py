@@ -317,7 +317,7 @@ def plan_workers(requested: int, device: torch.device, budget: int, fold_threads
     return workers
 
 
-_WORKER_STATE: dict = {}
+_WORKER_JOB: dict = {}  # the FoldJob of this worker process (set once by _worker_init)
 
 
 def _worker_init(job: FoldJob, threads: int) -> None:
@@ -425,9 +425,9 @@ def merge_shards(out_dir: str | Path, _elapsed: float | None = None,
     ref_path, ref = metas[0]
     for p, m in metas[1:]:
         if m["fingerprint"] != ref["fingerprint"]:
-            diff = diff(ref["params"], m["params"]) or ["(unknown)"]
+            changed = diff(ref["params"], m["params"]) or ["(unknown)"]
             raise FingerprintError(
-                f"{p} and {ref_path} were run with different settings: {'; '.join(diff[:8])}. "
+                f"{p} and {ref_path} were run with different settings: {'; '.join(changed[:8])}. "
                 f"Re-run the stale shard(s) with fresh=True and the current settings.")
     params = ref["params"]
     seeds, subjects = params["seeds"], params["subjects"]

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from mer_core import handover, metrics as M
+from mer_core import handover, metrics as M, vocab
 from mer_core import report as R
 
 LABELS = ["happiness", "disgust", "repression", "surprise", "others"]
@@ -65,7 +65,7 @@ def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, p
     (root / "reports" / "apex_metrics.json").write_text(json.dumps(
         {"lbp": {"mae_frames": 3.0}, "middle": {"mae_frames": 9.0}, "best": "lbp"}))
     for strategy in {f for f, *_ in experiments.values()}:
-        stem = strategy.replace(":", "-")
+        stem = vocab.strategy_stem(strategy)
         np.save(root / "data" / "frames" / f"{stem}.npy",
                 rng.integers(0, 255, (len(index), size, size, 3), dtype=np.uint8))
         pd.DataFrame({"sample_id": index["sample_id"], "frame": 10, "source": strategy}).to_csv(
