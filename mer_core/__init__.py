@@ -8,7 +8,10 @@ Modules, in data-flow order (one job each; README "Where things are" maps them t
 - apex stage: ``apex`` (spotters), ``faces`` (face crop), ``apex_stage`` (frame caches);
 - train stage: ``models``, ``losses``, ``machine`` (device, precision), ``fold`` (one fold),
   ``fingerprints``, ``loso`` (the LOSO driver), ``gradcam``;
-- evaluate and table4 stages: ``metrics``, ``report``;
+- evaluate stage: ``metrics`` (scores), ``stats`` (intervals, tests), ``evaluate`` (metrics.json
+  and its figures), ``leakage`` (what picking the epoch on the test subject would inflate);
+- table4 stage: ``table4`` (rows and numbers), ``table4_format`` (Markdown, LaTeX, CSV),
+  ``table4_figures``, ``report`` (header, README section); ``charts`` (shared plotting);
 - between stages: ``handover`` (the files stages hand each other), ``io`` (atomic writes),
   ``deps`` (each stage's code deps), ``profiles`` (named parameter sets).
 """

@@ -42,3 +42,11 @@ def checkout_untouched():
     after = _snapshot()
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     assert not changed, f"the tests changed files of the checkout's pipeline: {changed[:10]}"
+
+
+@pytest.fixture
+def project(tmp_path):
+    """A fake project (tests/fakes.py) with every file the evaluate and table4 stages read."""
+    from fakes import make_fake_project
+
+    return make_fake_project(tmp_path)

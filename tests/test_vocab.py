@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mer_core import apex, apex_stage, config, handover, losses, models, report, vocab
+from mer_core import apex, apex_stage, config, handover, losses, models, table4, vocab
 from mer_core.config import ApexConfig, ConfigError, DataConfig, ExperimentConfig
 
 from test_apex_stage import write_dataset
-from test_report import EXPERIMENTS, LABELS, _tables, make_fake_project
+from fakes import EXPERIMENTS, fake_tables, make_fake_project
 
 PACKAGE = Path(vocab.__file__).parent
 
@@ -73,7 +73,7 @@ def test_a_new_backbone_is_one_line_and_reaches_config_model_and_tables(tmp_path
     assert model.get_classifier().out_features == 3
     exps = {**EXPERIMENTS, "bb_resnet10t": ("annotated", "resnet10t", "focal", 0.5)}
     project = make_fake_project(tmp_path, exps)
-    _, tables = _tables(project)
+    _, tables = fake_tables(project)
     rows = list(tables["backbone"]["row"])
     assert "ResNet-10-T" in rows and rows.index("ResNet-10-T") > rows.index("ResNet-50")
 
@@ -99,5 +99,5 @@ def test_a_new_spotter_is_one_name_and_its_curve(tmp_path, monkeypatch):
     specs = {"a": {"frames": "spotted:toy", "backbone": vocab.PAPER_BACKBONE,
                    "loss": vocab.PAPER_LOSS},
              "b": {"frames": "onset", "backbone": vocab.PAPER_BACKBONE, "loss": vocab.PAPER_LOSS}}
-    assert report.select_rows(specs, "table4") == [("Onset frame", "b"),
+    assert table4.select_rows(specs, "table4") == [("Onset frame", "b"),
                                                    ("Spotted apex (toy)", "a")]

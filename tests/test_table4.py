@@ -1,0 +1,166 @@
+"""mer_core.table4, table4_format and table4_figures: Table 4 assembly, text and figures, on a
+fake project."""
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from mer_core import handover
+from mer_core import stats as S
+from mer_core import table4 as T
+from mer_core import table4_figures as TF
+from mer_core import table4_format as F
+
+from fakes import EXPERIMENTS, LABELS, fake_tables, make_fake_project
+
+def test_select_rows_orders_and_filters():
+    specs = {n: {"frames": f, "backbone": b, "loss": l} for n, (f, b, l, _) in EXPERIMENTS.items()}
+    rows = T.select_rows(specs, "table4", "lbp")
+    assert [n for _, n in rows] == ["onset", "middle", "apex_spotted", "apex_annotated"]
+    assert rows[2][0] == "Spotted apex (spotter per fold: lbp)"
+    assert [n for _, n in T.select_rows(specs, "backbone")] == ["bb_resnet50", "apex_annotated"]
+    assert [n for _, n in T.select_rows(specs, "loss")] == ["loss_ce", "apex_annotated"]
+
+
+def test_build_tables_rows_baseline_and_mcnemar(project):
+    metric_map, tables = fake_tables(project)
+    assert set(tables) == {"table4", "backbone", "loss"}
+    t4 = tables["table4"]
+    assert list(t4["experiment"]) == ["onset", "middle", "apex_spotted", "apex_annotated",
+                                      "majority_class"]
+    base = t4.iloc[-1]
+    assert base["is_baseline"] and "others" in base["row"]
+    assert base["accuracy_ci_low"] <= base["accuracy"] <= base["accuracy_ci_high"]
+    ref = t4[t4["experiment"] == "apex_annotated"].iloc[0]
+    assert ref["is_reference"] and pd.isna(ref["mcnemar_p"])
+    onset = t4[t4["experiment"] == "onset"].iloc[0]
+    assert 0 <= onset["mcnemar_p"] < 0.05          # 25 % vs 80 % correct on 60 clips
+    preds = handover.load_predictions(project / "results", ["onset", "apex_annotated"])
+    ca, cb, _ = S.paired_correct(preds["onset"], preds["apex_annotated"])
+    assert onset["mcnemar_p"] == pytest.approx(S.mcnemar_exact(ca, cb)["p_value"])
+    assert not pd.isna(base["mcnemar_p"])
+    assert onset["uf1"] == pytest.approx(metric_map["onset"]["uf1"])
+
+
+def test_ablation_left_out_when_only_reference(tmp_path):
+    exps = {k: v for k, v in EXPERIMENTS.items() if k in ("onset", "apex_annotated")}
+    project = make_fake_project(tmp_path, exps)
+    _, tables = fake_tables(project)
+    assert list(tables) == ["table4"]
+
+
+def test_markdown_bold_best_and_tex(project):
+    _, tables = fake_tables(project)
+    t4 = tables["table4"]
+    md = F.to_markdown(t4)
+    lines = md.strip().splitlines()
+    assert len(lines) == 2 + len(t4)
+    best = t4.loc[~t4["is_baseline"], "uf1"].idxmax()
+    uf1_col = 3
+    cells = [ln.split(" | ")[uf1_col] for ln in lines[2:]]
+    assert cells[best].startswith("**")
+    assert sum(c.startswith("**") for c in cells) >= 1
+    assert not cells[-1].startswith("**")           # the baseline row is never bold
+    assert re.search(r"\[\d\.\d{3}, \d\.\d{3}\]", cells[0])
+    tex = F.to_latex(t4, caption="Table 4 & co", label="tab:t4")
+    assert r"\toprule" in tex and r"\midrule" in tex and r"\bottomrule" in tex
+    assert tex.count("{") == tex.count("}")
+    assert r"\textbf{" in tex and r"\&" in tex and r"apex\_annotated" in tex
+    body = [ln for ln in tex.splitlines() if ln.endswith(r"\\")]
+    ncols = len(F.display_table(t4).columns)
+    assert all(ln.count(" & ") == ncols - 1 for ln in body)
+
+
+def test_write_tables(project):
+    _, tables = fake_tables(project)
+    paths = F.write_tables(tables, ["- header line", "- synthetic data"], project / "reports")
+    md = paths["md"].read_text()
+    assert "header line" in md and "Ablation: backbone" in md and "**" in md
+    csv = pd.read_csv(paths["csv"])
+    assert set(csv["table"]) == {"table4", "backbone", "loss"}
+    assert pd.api.types.is_float_dtype(csv["uf1"]) and csv["uf1"].between(0, 1).all()
+    tex = paths["tex"].read_text()
+    assert tex.count(r"\begin{table}") == 3 and tex.count("{") == tex.count("}")
+    assert tex.startswith("%")
+
+
+def test_rows_carry_paired_differences_holm_and_a_generated_verdict(project):
+    metric_map, tables = fake_tables(project)
+    t4 = tables["table4"]
+    assert T.reference_of(metric_map) == "apex_annotated"
+    ref = t4[t4["is_reference"]].iloc[0]
+    assert pd.isna(ref["uf1_diff"])
+    for _, r in t4[~t4["is_reference"]].iterrows():
+        assert r["uf1_diff"] == pytest.approx(r["uf1"] - ref["uf1"])
+        assert r["uf1_diff_ci_low"] <= r["uf1_diff"] <= r["uf1_diff_ci_high"]
+    raw = t4["mcnemar_p"].dropna()
+    holm = t4["mcnemar_p_holm"].dropna()
+    assert (holm.to_numpy() >= raw.to_numpy() - 1e-12).all()
+    assert holm.min() == pytest.approx(min(1, raw.min() * len(raw)))
+    text = F.verdict(t4)
+    for _, r in t4[~t4["is_reference"]].iterrows():
+        assert r["row"] in text
+        group = "Distinguishable from zero:" if F.distinguishable(r) else "Not distinguishable"
+        before = text.split(r["row"])[0]
+        assert group in before
+    assert "Holm" in text
+    md = F.to_markdown(t4)
+    assert "ΔUF1 vs apex_annotated" in md and "McNemar p (Holm)" in md
+    assert r"$\Delta$UF1" in F.to_latex(t4)
+    assert text in F.tables_markdown(tables)
+
+
+def test_verdict_sorts_rows_by_their_interval():
+    df = pd.DataFrame([
+        {"row": "Onset", "is_reference": False, "uf1_diff": -0.3, "uf1_diff_ci_low": -0.4,
+         "uf1_diff_ci_high": -0.2, "mcnemar_p_holm": 0.001},
+        {"row": "Middle", "is_reference": False, "uf1_diff": 0.01, "uf1_diff_ci_low": -0.09,
+         "uf1_diff_ci_high": 0.11, "mcnemar_p_holm": 0.6},
+        {"row": "Annotated", "is_reference": True, "uf1_diff": None, "uf1_diff_ci_low": None,
+         "uf1_diff_ci_high": None, "mcnemar_p_holm": None}])
+    text = F.verdict(df)
+    assert text.index("Distinguishable from zero: Onset (-0.300 [-0.400, -0.200])") < \
+        text.index("Not distinguishable from zero") < text.index("Middle (+0.010 [-0.090, +0.110])")
+    assert "p < 0.05 for Onset." in text
+
+
+def test_figures(project, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    _, tables = fake_tables(project)
+    TF.plot_table_bars(tables["table4"], tmp_path / "bars.png")
+    cams = handover.load_cams(project / "results" / "apex_annotated" / "cams")
+    assert len(cams) == 60
+    ex = TF.select_cam_examples(cams, LABELS, per_class=2)
+    assert ex.groupby("y_true").size().max() <= 2
+    index = pd.read_csv(project / "data" / "index.csv")
+    frames = np.load(project / "data" / "frames" / "annotated.npy")
+    TF.plot_gradcam(ex, frames, index["sample_id"], LABELS, tmp_path / "cam.png")
+    assert (tmp_path / "bars.png").stat().st_size > 1000
+    assert (tmp_path / "cam.png").stat().st_size > 1000
+
+
+def test_notebook_helpers_and_gradcam_figure(project, tmp_path):
+    import matplotlib
+    matplotlib.use("Agg")
+    metric_map, tables = fake_tables(project)
+    assert T.bootstrap_settings(metric_map, "onset") == (200, 0.95, 0)
+    assert T.mcnemar_seed(tables) == 0 and T.n_tests(tables) == len(tables["table4"]) - 1
+    untested = {k: v.assign(mcnemar_seed=np.nan) for k, v in tables.items()}
+    assert T.mcnemar_seed(untested) is None
+    assert T.spotter_summary({"lbp": 1, "frame_diff": 25}) == \
+        "frame_diff in 25, lbp in 1 of 26 folds"
+    index = pd.read_csv(project / "data" / "index.csv")
+    fig = TF.gradcam_figure(project / "results" / "apex_annotated" / "cams",
+                            project / "data" / "frames", "annotated", index["sample_id"], LABELS,
+                            2, tmp_path / "cam.png")
+    assert fig is not None and (tmp_path / "cam.png").stat().st_size > 1000
+    assert TF.gradcam_figure(tmp_path / "no_cams", project / "data" / "frames", "annotated",
+                             index["sample_id"], LABELS) is None
+    assert TF.readme_figures("reports", gradcam=False) == [
+        ("Table 4 bar chart", "reports/figures/04_table4/table4_bars.png")]
+    assert TF.readme_figures("reports", gradcam=True)[1] == (
+        "Grad-CAM", "reports/figures/04_table4/table4_gradcam.png")
