@@ -149,10 +149,17 @@ def test_stage_deps_are_its_imports_and_its_inputs(stage_name):
             assert _covered(value, deps), f"stage {stage_name} reads {key}={value}, not a dep"
 
 
+#: Modules the train notebook imports only to show results (figures, summary lines). They define
+#: nothing a fold computes, so they stay out of the code version: redrawing a figure must not make
+#: every finished fold stale. They are still deps of the train stage in dvc.yaml.
+DISPLAY_MODULES = {"train_figures"}
+
+
 def test_code_version_hashes_the_train_stage_modules():
     from mer_core import train
     want = deps_mod.notebook_modules(ROOT / "notebooks" / "02_train_loso.ipynb")
-    assert list(train.CODE_MODULES) == want
+    assert DISPLAY_MODULES <= set(want), "a display module the train notebook no longer imports"
+    assert list(train.CODE_MODULES) == [m for m in want if m not in DISPLAY_MODULES]
 
 
 def test_deps_follow_imports_transitively(tmp_path):
