@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_core import config, fold, handover, io, machine, vocab
+from mer_core import config, fold, handover, io, loso, machine, vocab
 from mer_core.losses import make_loss
 from mer_core.models import create_model
 
@@ -98,7 +98,7 @@ def frame_tensors(params: config.Params) -> tuple[torch.Tensor, np.ndarray, np.n
     """The default frame cache as the loop sees it (uint8, resized once), its classes, the test
     mask of the first subject's fold, and the number of classes."""
     _, _, index, labels, images = _data(params)
-    x = train.prepare_images(images, params.train.image_size, torch.device("cpu"))
+    x = fold.prepare_images(images, params.train.image_size, torch.device("cpu"))
     y = np.array([labels.index(v) for v in index["label"]])
     return x, y, (index["subject"] == index["subject"].iloc[0]).to_numpy(), len(labels)
 
@@ -162,13 +162,13 @@ def main() -> None:
     if args.no_loop:
         return
     name = "seresnext50_32x4d"
-    precision = train.select_precision(params.train.precision, torch.device("cpu"))
+    precision = machine.select_precision(params.train.precision, torch.device("cpu"))
     each = params.train.threads
-    workers = train.plan_workers(params.train.workers, torch.device("cpu"), cores, each, 26)
+    workers = loso.plan_workers(params.train.workers, torch.device("cpu"), cores, each, 26)
     step = (name, params.train.image_size, params.train.batch_size, precision, args.steps)
     frames_x, frames_y, test, n_classes = frame_tensors(params)
     # a fixed batch of real frames, normalised as the loop does
-    x = train.BatchAugment([], torch.Generator()).normalise(frames_x[:params.train.batch_size])
+    x = fold.BatchAugment([], torch.Generator()).normalise(frames_x[:params.train.batch_size])
     torch.set_num_threads(each)
     # bare step (on real frames) before and after the fold: drift of a shared machine cancels
     bare_before = bare_step(*step, x=x)

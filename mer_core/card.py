@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core.datasets import FPS
+from mer_core.datasets import FPS, loso_folds
 from mer_core.images import frame_numbers, read_frames
 
 
@@ -161,6 +161,21 @@ def class_strip_figure(index: pd.DataFrame, column: str = "label",
         ax_row[0].set_ylabel(f"{r[column]}\n{r['subject']}/{r['clip']}", fontsize=8)
     fig.tight_layout()
     return fig
+
+
+def fold_table(index: pd.DataFrame) -> pd.DataFrame:
+    """The leave-one-subject-out folds (:func:`mer_core.datasets.loso_folds`) as a table.
+
+    Args:
+        index: the sample index (``subject``).
+
+    Returns:
+        DataFrame with one column per test subject (sorted) and the rows ``train clips`` and
+        ``test clips``.
+    """
+    rows = [(s, len(tr), len(te)) for s, tr, te in loso_folds(index)]
+    return pd.DataFrame(rows, columns=["test subject", "train clips", "test clips"]) \
+        .set_index("test subject").T
 
 
 def card_summary(index: pd.DataFrame, info: dict) -> dict:

@@ -93,8 +93,8 @@ def read_index(path: str | Path = "data/index.csv") -> pd.DataFrame:
 
 def cache_files(frames_dir: str | Path, strategy: str) -> tuple[Path, Path]:
     """The array and id-table paths of one strategy's cache."""
-    stem = Path(frames_dir) / vocab.strategy_stem(strategy)
-    return stem.with_suffix(".npy"), stem.with_suffix(".csv")
+    stem = vocab.strategy_stem(strategy)
+    return Path(frames_dir) / f"{stem}.npy", Path(frames_dir) / f"{stem}.csv"
 
 
 def write_cache(frames_dir: str | Path, strategy: str, images: np.ndarray,
@@ -397,7 +397,7 @@ def read_epoch_log(out_dir: str | Path) -> pd.DataFrame:
 
 def run_info(results_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
     """Measured facts of each experiment from ``results/<name>/run.json`` (as
-    ``mer_core.train`` writes it): ``wall_s`` (``wall_s_folds``, the summed fold wall time, or
+    ``mer_core.loso`` writes it): ``wall_s`` (``wall_s_folds``, the summed fold wall time, or
     else ``wall_s_this_call``), ``mean_fold_s``, ``train_images_per_s``, ``device``,
     ``device_name``, ``precision``, ``threads``, ``workers``, ``n_folds``,
     ``code_version``, ``elapsed_s`` (``wall_s_this_call``: the elapsed time of the call that
@@ -445,3 +445,12 @@ def load_cams(cams_dir: str | Path, seed: int | None = None) -> pd.DataFrame:
                 rows.append({"sample_id": str(sid), "y_true": str(t), "y_pred": str(pr),
                              "cam": np.asarray(cam, dtype=np.float32)})
     return pd.DataFrame(rows)
+
+
+__all__ = ["INDEX_COLUMNS", "INDEX_CSV", "EXCLUDED_CSV", "DATASET_JSON", "CHOICE_CSV", "REPORT_JSON",
+           "PREDICTIONS_CSV", "EPOCH_LOG_CSV", "EPOCH_PREDICTIONS_CSV", "RUN_JSON", "CAMS_DIR",
+           "METRICS_JSON", "MERGED", "PRED_COLUMNS", "WALL_KEYS", "CacheMismatchError",
+           "read_table", "write_index", "read_index", "cache_files", "write_cache", "cached_ids",
+           "load_cache", "check_cache", "cached_index", "FoldFrames", "spotter_choice",
+           "load_fold_frames", "load_frames", "frame_cache", "check_predictions",
+           "read_predictions", "load_predictions", "read_epoch_log", "run_info", "load_cams"]

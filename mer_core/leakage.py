@@ -29,7 +29,7 @@ def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
 
     Args:
         epoch_log: ``epoch_log.csv`` (seed, fold, epoch, test_accuracy, test_uf1, test_uar;
-            an ``n_test`` column, as ``mer_core.train`` writes, gives the fold sizes).
+            an ``n_test`` column, as ``mer_core.loso`` writes, gives the fold sizes).
         n_test: test clips per fold (subject); default: the log's ``n_test`` column if any.
         select: the column maximised to pick the "best" epoch (ties: the earliest epoch).
         fixed_epoch: the valid protocol's epoch; default: each fold's last logged epoch.

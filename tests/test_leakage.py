@@ -44,7 +44,7 @@ def test_leakage_table_best_epoch_at_least_fixed():
 
 
 def test_leakage_pooled_from_epoch_predictions():
-    """Log and per-epoch predictions built together (as mer_core.train writes them): the pooled
+    """Log and per-epoch predictions built together (as mer_core.loso writes them): the pooled
     accuracy from the log equals the accuracy of the chosen epochs' pooled predictions."""
     rng = np.random.default_rng(1)
     base = fake_loso(10)

@@ -1,0 +1,275 @@
+"""Figures and display helpers of the apex stage (``notebooks/01_apex_extraction.ipynb``).
+
+The stage itself is :func:`mer_core.apex_stage.build_apex_stage`; this module only shows what it
+wrote: the spotters' errors against the annotated apex, the per-frame curves of a few clips and
+the cached crops of every frame strategy. Figures are returned (not shown or saved) so the
+notebook displays them and writes them where ``dvc.yaml`` expects them.
+"""
+from __future__ import annotations
+
+from typing import Mapping, Sequence
+
+import numpy as np
+import pandas as pd
+
+from mer_core import apex_stage, handover, vocab
+
+#: The keys of :func:`mer_core.apex_stage.build_apex_stage`'s result the notebook reports last.
+REPORT_KEYS = ("n_index", "n_cached", "skipped", "no_face_centre_crop", "annotated_fallback",
+               "seconds")
+
+
+def dataset_line(info: Mapping, n_clips: int) -> str:
+    """One Markdown line naming the dataset, the clip count and how faces are cropped.
+
+    Args:
+        info: ``data/dataset.json`` (``description``, ``aligned``).
+        n_clips: clips in the index.
+
+    Returns:
+        The line, e.g. ``**Dataset: ...** · 255 clips · aligned faces (resize only)``.
+    """
+    crop = "aligned faces (resize only)" if info["aligned"] else "raw frames (Haar face crop)"
+    return f"**Dataset: {info['description']}** · {n_clips} clips · {crop}"
+
+
+def metrics_table(metrics: Mapping) -> pd.DataFrame:
+    """The spotters' scores (``reports/apex_metrics.json``) as one row per method.
+
+    Args:
+        metrics: the stage's metrics: :func:`mer_core.apex.score`'s dict plus ``per_fold``
+            (how often each spotter was chosen for a fold).
+
+    Returns:
+        DataFrame indexed by ``method`` with the score columns (``mae_frames``, ``hit5``, ...);
+        its last row, ``per_fold``, holds the fold counts in the columns named by the chosen
+        spotters (``best`` is left out).
+    """
+    table = pd.DataFrame({m: v for m, v in metrics.items() if m != "best"}).T
+    table.index.name = "method"
+    return table
+
+
+def best_note(metrics: Mapping) -> str:
+    """Markdown line with the best spotter's MAE and, for comparison, that of ``middle``.
+
+    Args:
+        metrics: :func:`mer_core.apex.score`'s dict.
+
+    Returns:
+        The line, e.g. ``**Best spotter: `lbp`** (MAE 3.1 frames = 15.5 ms; `middle`: 9 frames)``.
+    """
+    best = metrics["best"]
+    middle = metrics["middle"]["mae_frames"] if "middle" in metrics else "n/a"
+    return (f"**Best spotter: `{best}`** (MAE {metrics[best]['mae_frames']} frames = "
+            f"{metrics[best]['mae_ms']} ms; `middle`: {middle} frames)")
+
+
+def apex_errors(apex_table: pd.DataFrame) -> pd.DataFrame:
+    """The rows of ``data/apex.csv`` with an annotated apex, with their signed error.
+
+    Args:
+        apex_table: long table ``sample_id``, ``method``, ``apex_pred``, ``apex_annotated``.
+
+    Returns:
+        Those rows (clips without an annotation dropped) plus ``error`` = predicted - annotated
+        apex, in frames.
+    """
+    errors = apex_table.dropna(subset=["apex_annotated"]).copy()
+    errors["error"] = errors["apex_pred"] - errors["apex_annotated"]
+    return errors
+
+
+def error_figure(errors: pd.DataFrame, methods: Sequence[str], title: str = "",
+                 max_error: float = 40):
+    """Signed error per method (box plot) and the cumulative share of clips by |error|.
+
+    Args:
+        errors: :func:`apex_errors`'s table.
+        methods: the methods, in their order on the axes.
+        title: the figure's title (e.g. the dataset's description).
+        max_error: right end of the cumulative plot's x axis (frames).
+
+    Returns:
+        A matplotlib Figure with two axes: the box plot and the cumulative |error| curves (one
+        line per method, dotted marks at ±5 and ±10 frames).
+    """
+    import matplotlib.pyplot as plt
+
+    order = list(methods)
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6))
+    axes[0].boxplot([errors.loc[errors.method == m, "error"] for m in order], showfliers=True)
+    axes[0].set_xticks(range(1, len(order) + 1), order)
+    axes[0].axhline(0, color="grey", lw=0.8)
+    axes[0].set_ylabel("predicted − annotated (frames)")
+    axes[0].set_title("signed error")
+    for m in order:
+        e = np.sort(errors.loc[errors.method == m, "error"].abs().to_numpy())
+        axes[1].plot(e, np.arange(1, len(e) + 1) / len(e), label=m)
+    axes[1].set_xlim(0, max_error)
+    axes[1].axvline(5, color="grey", lw=0.8, ls=":")
+    axes[1].axvline(10, color="grey", lw=0.8, ls=":")
+    axes[1].set_xlabel("|error| (frames)")
+    axes[1].set_ylabel("fraction of clips")
+    axes[1].set_title("cumulative |error| (hit rate at ±k)")
+    axes[1].legend()
+    fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    return fig
+
+
+def example_clips(errors: pd.DataFrame, method: str, n_worst: int = 2,
+                  n_typical: int = 2) -> list[str]:
+    """Clips worth a look: where ``method`` errs most, then typical ones (median |error|).
+
+    Args:
+        errors: :func:`apex_errors`'s table.
+        method: the spotter whose error ranks the clips (the notebook: the best one).
+        n_worst: clips with the largest |error|, worst first.
+        n_typical: clips from the middle of the |error| ranking.
+
+    Returns:
+        Sample ids (a clip can appear twice when there are very few clips).
+    """
+    err = errors[errors.method == method].set_index("sample_id")["error"].abs().sort_values()
+    mid = len(err) // 2
+    worst = list(err.index[-n_worst:][::-1]) if n_worst else []
+    return worst + list(err.index[mid: mid + n_typical])
+
+
+def example_curves(index: pd.DataFrame, dataset_info: Mapping, sample_ids: Sequence[str],
+                   apex_cfg) -> dict[str, dict]:
+    """Every spotter's per-frame curve of some clips (``middle`` has none and is left out).
+
+    Args:
+        index: the sample index.
+        dataset_info: ``data/dataset.json``.
+        sample_ids: the clips (e.g. :func:`example_clips`).
+        apex_cfg: the stage's :class:`mer_core.config.ApexConfig` (methods, smoothing, margin).
+
+    Returns:
+        ``{sample_id: {"frames": frame numbers, method: curve, ...}}``
+        (:func:`mer_core.apex_stage.clip_curves` of each clip).
+    """
+    rows = index.set_index("sample_id")
+    methods = [m for m in apex_cfg.method_list if m != "middle"]
+    return {sid: apex_stage.clip_curves({"sample_id": sid, **rows.loc[sid]}, dataset_info, methods,
+                                    apex_cfg)
+            for sid in dict.fromkeys(sample_ids)}
+
+
+def spotting_curves_figure(index: pd.DataFrame, errors: pd.DataFrame,
+                           curves: Mapping[str, Mapping], best: str,
+                           sample_ids: Sequence[str] | None = None):
+    """One panel per clip: each spotter's curve (scaled to its maximum) with its predicted apex
+    (dotted, same colour) and the annotated apex (black).
+
+    Args:
+        index: the sample index (``apex``, ``emotion``, ``aus`` of the clips).
+        errors: :func:`apex_errors`'s table (the predicted apexes).
+        curves: :func:`example_curves`'s dict.
+        best: the spotter whose |error| each panel's title gives.
+        sample_ids: the clips, one panel each, in this order; default: the keys of ``curves``.
+
+    Returns:
+        A matplotlib Figure with one axes per clip, each with one line per spotter.
+    """
+    import matplotlib.pyplot as plt
+
+    show = list(curves) if sample_ids is None else list(sample_ids)
+    rows = index.set_index("sample_id")
+    err = errors[errors.method == best].set_index("sample_id")["error"].abs()
+    fig, axes = plt.subplots(len(show), 1, figsize=(10, 2.3 * len(show)), squeeze=False)
+    methods: list[str] = []
+    for ax, sid in zip(axes[:, 0], show):
+        row, cur = rows.loc[sid], curves[sid]
+        methods = [m for m in cur if m != "frames"]
+        for m in methods:
+            c = cur[m] / max(cur[m].max(), 1e-9)
+            line, = ax.plot(cur["frames"], c, label=m)
+            p = errors[(errors.sample_id == sid) & (errors.method == m)]["apex_pred"].iloc[0]
+            ax.axvline(p, color=line.get_color(), ls=":", lw=1.5)
+        ax.axvline(row["apex"], color="black", lw=1.5, label="annotated")
+        ax.set_title(f"{sid} ({row['emotion']}, AUs {row['aus']}); |error| of {best}: "
+                     f"{err[sid]:.0f}", fontsize=9)
+        ax.set_ylabel("score")
+    axes[0, 0].legend(fontsize=8, ncol=len(methods) + 1)
+    axes[-1, 0].set_xlabel("frame number")
+    fig.tight_layout()
+    return fig
+
+
+def example_crops(frames_dir, index: pd.DataFrame, methods: Sequence[str], n: int = 4
+                  ) -> tuple[list[str], dict[str, tuple[np.ndarray, list[int]]]]:
+    """The cached crops of the first ``n`` cached clips under every frame strategy.
+
+    Args:
+        frames_dir: the caches' folder (``data/frames``).
+        index: the sample index.
+        methods: the spotters run (their ``spotted:<m>`` caches are shown too).
+        n: clips to show.
+
+    Returns:
+        ``(sample_ids, {strategy: (images n x S x S x 3, frame numbers)})``, strategies in
+        :func:`mer_core.vocab.cached_strategies` order.
+    """
+    ids = handover.cached_ids(frames_dir, "onset")["sample_id"].tolist()
+    cached = index.set_index("sample_id").loc[ids].reset_index()
+    k = min(n, len(cached))
+    crops = {}
+    for s in vocab.cached_strategies(methods):
+        arr = handover.load_cache(frames_dir, s, cached)
+        numbers = handover.cached_ids(frames_dir, s)["frame"]
+        crops[s] = (arr[:k], [numbers[i] for i in range(k)])
+    return cached["sample_id"].tolist()[:k], crops
+
+
+def crops_figure(sample_ids: Sequence[str], crops: Mapping[str, tuple[np.ndarray, Sequence[int]]]):
+    """A grid of cached crops: one row per clip, one column per frame strategy.
+
+    Args:
+        sample_ids: the clips (rows), as :func:`example_crops` returns them.
+        crops: ``{strategy: (images, frame numbers)}`` (:func:`example_crops`).
+
+    Returns:
+        A matplotlib Figure with ``len(sample_ids) x len(crops)`` axes, each showing one image
+        with its frame number below it.
+    """
+    import matplotlib.pyplot as plt
+
+    strategies = list(crops)
+    fig, axes = plt.subplots(len(sample_ids), len(strategies),
+                             figsize=(1.45 * len(strategies), 1.6 * len(sample_ids)),
+                             squeeze=False)
+    for j, s in enumerate(strategies):
+        images, numbers = crops[s]
+        for i, sid in enumerate(sample_ids):
+            ax = axes[i, j]
+            ax.imshow(images[i])
+            ax.set_xticks([]), ax.set_yticks([])
+            ax.set_xlabel(f"frame {numbers[i]}", fontsize=7)
+            if i == 0:
+                ax.set_title(s, fontsize=8)
+            if j == 0:
+                ax.set_ylabel(str(sid).split("/", 1)[1], fontsize=7)
+    fig.tight_layout()
+    return fig
+
+
+def stage_report(result: Mapping) -> dict:
+    """What the stage had to work around (skipped clips, centre crops, annotation fallbacks)
+    and its timings: the :data:`REPORT_KEYS` of :func:`mer_core.apex_stage.build_apex_stage`'s
+    result.
+
+    Args:
+        result: the stage's result dict.
+
+    Returns:
+        The sub-dict, ready for ``json.dumps``.
+    """
+    return {k: result[k] for k in REPORT_KEYS}
+
+
+__all__ = ["REPORT_KEYS", "dataset_line", "metrics_table", "best_note", "apex_errors",
+           "error_figure", "example_clips", "example_curves", "spotting_curves_figure",
+           "example_crops", "crops_figure", "stage_report"]
