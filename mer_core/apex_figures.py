@@ -37,7 +37,7 @@ def metrics_table(metrics: Mapping) -> pd.DataFrame:
     """The spotters' scores (``reports/apex_metrics.json``) as one row per method.
 
     Args:
-        metrics: the stage's metrics: :func:`mer_core.apex.score`'s dict plus ``per_fold``
+        metrics: the stage's metrics: :func:`mer_core.apex_scores.score`'s dict plus ``per_fold``
             (how often each spotter was chosen for a fold).
 
     Returns:
@@ -54,7 +54,7 @@ def best_note(metrics: Mapping) -> str:
     """Markdown line with the best spotter's MAE and, for comparison, that of ``middle``.
 
     Args:
-        metrics: :func:`mer_core.apex.score`'s dict.
+        metrics: :func:`mer_core.apex_scores.score`'s dict.
 
     Returns:
         The line, e.g. ``**Best spotter: `lbp`** (MAE 3.1 frames = 15.5 ms; `middle`: 9 frames)``.

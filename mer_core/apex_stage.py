@@ -14,7 +14,7 @@ Frame strategies (Table 4 rows; :func:`mer_core.vocab.cached_strategies`):
   of the spotter chosen for the fold (below) and its ``source`` says so (counted in the report);
 - ``spotted:<method>``: the apex found by that spotter;
 - ``spotted:best``: per LOSO fold, the spotter (not ``middle``) with the lowest MAE against the
-  annotations of that fold's TRAINING subjects (:func:`mer_core.apex.choose_per_fold`), so the
+  annotations of that fold's TRAINING subjects (:func:`mer_core.apex_scores.choose_per_fold`), so the
   frames a fold sees never depend on its test subject's annotations. It has no cache file of
   its own: :func:`mer_core.handover.load_fold_frames` assembles it per fold from the ``spotted:<method>`` caches
   and ``spotter_choice.csv``.
@@ -30,7 +30,7 @@ Outputs (all written atomically, formats in :mod:`mer_core.handover`):
 - ``data/frames/spotter_choice.csv``: ``subject`` (the fold's test subject), ``method``,
   ``mae_train_frames``, ``n_train_clips``;
 - ``data/apex.csv``: ``sample_id``, ``method``, ``apex_pred``, ``apex_annotated`` (frame numbers);
-- ``reports/apex_metrics.json``: :func:`mer_core.apex.score` of every method over all clips
+- ``reports/apex_metrics.json``: :func:`mer_core.apex_scores.score` of every method over all clips
   (``best`` there is descriptive only: it chooses nothing) and ``per_fold`` (how many folds
   chose each spotter);
 - ``data/apex_report.json``: what happened (skipped clips, centre-cropped clips, annotated
@@ -61,7 +61,7 @@ import numpy as np
 import pandas as pd
 
 from mer_core import apex as apex_mod
-from mer_core import handover, io, vocab
+from mer_core import apex_scores, handover, io, vocab
 from mer_core.faces import FaceNotFoundWarning, crop, face_box
 from mer_core.images import frame_paths, read_frames
 
@@ -264,11 +264,11 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
                          "apex_annotated": annotated[r["sample_id"]]})
     table = pd.DataFrame(rows)
     table["apex_annotated"] = table["apex_annotated"].astype("Int64")
-    metrics = apex_mod.score(table, fps=fps, methods=methods)
+    metrics = apex_scores.score(table, fps=fps, methods=methods)
     best = metrics["best"]  # over every clip: described in the report, chooses nothing
     subject_of = dict(zip(index["sample_id"].astype(str), index["subject"].astype(str)))
     kept_subject = {r["sample_id"]: subject_of[r["sample_id"]] for r in kept}
-    choice = apex_mod.choose_per_fold(table, kept_subject, methods)
+    choice = apex_scores.choose_per_fold(table, kept_subject, methods)
     fold_method = dict(zip(choice["subject"], choice["method"]))
     metrics["per_fold"] = {m: int(n) for m, n in choice["method"].value_counts().items()}
     io.write_csv(apex_csv, table)

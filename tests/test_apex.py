@@ -6,7 +6,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer_core import apex, vocab
+from mer_core import apex, apex_scores, vocab
 
 
 def make_face(size: int = 96, seed: int = 0) -> np.ndarray:
@@ -190,7 +190,7 @@ def test_score_numbers_on_a_hand_made_table():
         ("d", "middle", 7, None),
         ("a", "lbp", 18, 20), ("b", "lbp", 36, 30), ("c", "lbp", 38, 38), ("d", "lbp", 1, None),
     ])
-    m = apex.score(t, fps=200)
+    m = apex_scores.score(t, fps=200)
     assert m["middle"] == {"mae_frames": pytest.approx(22 / 3, abs=1e-4),
                            "mae_ms": pytest.approx(22 / 3 * 5, abs=1e-3),
                            "median_frames": 10.0, "hit5": pytest.approx(1 / 3, abs=1e-4),
@@ -201,16 +201,16 @@ def test_score_numbers_on_a_hand_made_table():
     assert m["lbp"]["hit5"] == pytest.approx(2 / 3, abs=1e-4)
     assert m["lbp"]["hit10"] == 1.0
     assert m["best"] == "lbp"
-    assert apex.score(t, fps=100)["lbp"]["mae_ms"] == pytest.approx(8 / 3 * 10, abs=1e-3)
+    assert apex_scores.score(t, fps=100)["lbp"]["mae_ms"] == pytest.approx(8 / 3 * 10, abs=1e-3)
 
 
 def test_best_is_never_middle_and_survives_missing_annotations():
     t = table([("a", "middle", 20, 20), ("a", "frame_diff", 25, 20), ("a", "lbp", 23, 20)])
-    assert apex.score(t)["best"] == "lbp"            # middle is perfect here, but not eligible
+    assert apex_scores.score(t)["best"] == "lbp"            # middle is perfect here, but not eligible
     none = table([("a", "middle", 1, None), ("a", "optical_flow", 2, None)])
-    m = apex.score(none)
+    m = apex_scores.score(none)
     assert m["optical_flow"]["mae_frames"] is None and m["optical_flow"]["n_excluded_na"] == 1
     assert m["best"] == "optical_flow"
-    assert apex.score(table([("a", "middle", 1, 1)]))["best"] == "middle"
+    assert apex_scores.score(table([("a", "middle", 1, 1)]))["best"] == "middle"
     with pytest.raises(ValueError, match="apex_annotated"):
-        apex.score(pd.DataFrame({"sample_id": ["a"], "method": ["lbp"], "apex_pred": [1]}))
+        apex_scores.score(pd.DataFrame({"sample_id": ["a"], "method": ["lbp"], "apex_pred": [1]}))
