@@ -161,6 +161,30 @@ def test_code_version_hashes_what_a_fold_computes_and_the_stage_reruns_on_it():
     assert {"fold", "losses", "models", "machine", "handover"} <= set(fingerprints.CODE_MODULES)
 
 
+#: The stage (notebook number) whose modules these are; every other module is shared.
+STAGE_MODULES = {
+    0: {"sheets", "images", "datasets", "synthetic", "synthetic_faces", "card"},
+    1: {"apex", "apex_scores", "faces", "apex_stage", "apex_figures"},
+    2: {"loso", "fold", "machine", "fingerprints", "models", "losses", "gradcam", "train_figures"},
+    3: {"stats", "evaluate", "leakage"},
+    4: {"table4", "table4_format", "table4_figures", "report"},
+}
+
+
+def test_no_notebook_imports_a_later_stage():
+    """Data flows one way: a stage's notebook (and what it imports) never uses the module of a
+    later stage; every module of the package is either a stage's or shared."""
+    shared = {"vocab", "config", "handover", "metrics", "io", "charts", "deps", "profiles"}
+    owned = set().union(*STAGE_MODULES.values())
+    package = {p.stem for p in (ROOT / "mer_core").glob("*.py") if p.stem != "__init__"}
+    assert package == owned | shared, f"unplaced modules: {sorted(package - owned - shared)}"
+    for nb in sorted((ROOT / "notebooks").glob("*.ipynb")):
+        stage = int(nb.name[:2])
+        later = set().union(*(m for k, m in STAGE_MODULES.items() if k > stage))
+        used = set(deps_mod.notebook_modules(nb))
+        assert not used & later, f"{nb.name} imports later stages' {sorted(used & later)}"
+
+
 def test_deps_follow_imports_transitively(tmp_path):
     assert deps_mod.imported("from mer_core import io, metrics\nimport mer_core.apex as a\n"
                              "def f():\n    from mer_core.handover import load_cache\n"
