@@ -93,49 +93,6 @@ def plot_gradcam(examples: pd.DataFrame, frames: np.ndarray, index_ids: Sequence
     return fig
 
 
-def plot_gradcam(examples: pd.DataFrame, frames: np.ndarray, index_ids: Sequence[str],
-                 labels: Sequence[str], path: str | Path | None = None, dpi: int = 80):
-    """Class-activation maps over their frames: a row per class, ``per_class`` columns.
-
-    Args:
-        examples: from :func:`select_cam_examples`.
-        frames: the frame cache (N x S x S x 3 uint8) of the reference experiment's strategy.
-        index_ids: ``sample_id`` of each cache row (``data/index.csv`` order).
-    """
-    import matplotlib.pyplot as plt
-
-    row_of = {str(s): i for i, s in enumerate(index_ids)}
-    labels = list(labels)
-    ncols = max(1, int(examples.groupby("y_true").size().max()) if len(examples) else 1)
-    fig, axes = plt.subplots(len(labels), ncols, figsize=(1.9 * ncols, 1.9 * len(labels)),
-                             squeeze=False)
-    for ax in axes.ravel():
-        ax.axis("off")
-    for r, c in enumerate(labels):
-        ex = examples[examples["y_true"] == c]
-        axes[r, 0].set_title(c, fontsize=9, loc="left")
-        for j, (_, e) in enumerate(ex.iterrows()):
-            if e["sample_id"] not in row_of:
-                raise ValueError(f"cams: {e['sample_id']!r} is not in the frame cache's index")
-            img = frames[row_of[e["sample_id"]]]
-            s = img.shape[0]
-            cam = np.asarray(e["cam"], dtype=np.float32)
-            span = float(cam.max() - cam.min())
-            cam = (cam - cam.min()) / span if span > 0 else np.zeros_like(cam)
-            ax = axes[r, j]
-            ax.imshow(img, extent=(0, s, s, 0))
-            ax.imshow(cam, cmap="jet", alpha=0.45, extent=(0, s, s, 0), interpolation="bilinear",
-                      vmin=0, vmax=1)
-            mark = "ok" if e["y_pred"] == c else f"-> {e['y_pred']}"
-            ax.text(1, s - 2, mark, color="white", fontsize=7,
-                    bbox=dict(facecolor="black", alpha=0.5, pad=1, lw=0))
-    fig.suptitle("Grad-CAM over apex frames (row = true class; 'ok' = correct)", fontsize=9)
-    fig.tight_layout()
-    if path is not None:
-        save_figure(fig, path, dpi)
-    return fig
-
-
 def gradcam_figure(cams_dir: str | Path, frames_dir: str | Path, strategy: str,
                    index_ids: Sequence[str], labels: Sequence[str], per_class: int = 3,
                    path: str | Path | None = None, dpi: int = 80):
