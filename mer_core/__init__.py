@@ -5,9 +5,10 @@ Modules, in data-flow order (one job each; README "Where things are" maps them t
 - names and settings: ``vocab`` (every choice a user can make), ``config`` (params.yaml);
 - data stage: ``sheets`` (coding sheets), ``images`` (frame files), ``datasets`` (the index,
   protocols, folds), ``synthetic`` and ``synthetic_faces`` (the synthetic set), ``card``;
-- apex stage: ``apex`` (spotters), ``faces`` (face crop), ``apex_stage`` (frame caches);
+- apex stage: ``apex`` (spotters), ``apex_scores`` (scores, per-fold spotter), ``faces`` (face
+  crop), ``apex_stage`` (frame caches), ``apex_figures``;
 - train stage: ``models``, ``losses``, ``machine`` (device, precision), ``fold`` (one fold),
-  ``fingerprints``, ``loso`` (the LOSO driver), ``gradcam``;
+  ``fingerprints``, ``loso`` (the LOSO driver), ``gradcam``, ``train_figures``;
 - evaluate stage: ``metrics`` (scores), ``stats`` (intervals, tests), ``evaluate`` (metrics.json
   and its figures), ``leakage`` (what picking the epoch on the test subject would inflate);
 - table4 stage: ``table4`` (rows and numbers), ``table4_format`` (Markdown, LaTeX, CSV),

@@ -1,4 +1,5 @@
-"""Apex spotting: per-frame intensity curves, the apex they point to, and scoring.
+"""Apex spotting: per-frame intensity curves and the apex they point to (scoring against the
+annotation is :mod:`mer_core.apex_scores`).
 
 Every spotter turns a clip (frames onset..offset of an *aligned* face, T x H x W gray or
 T x H x W x 3 RGB uint8) into a curve: one score per frame saying how far the face has moved away

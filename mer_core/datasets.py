@@ -4,7 +4,7 @@ One row per clip, read from the official coding sheet (:mod:`mer_core.sheets`) a
 against the frames on disk (:mod:`mer_core.images`):
 
 * :func:`load_index` reads a dataset (``synthetic``, ``casme2`` or ``samm``) into the index
-  DataFrame of DESIGN.md; :func:`casme2_layout` finds the CASME II frame folder.
+  DataFrame (columns :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the CASME II frame folder.
 * :func:`apply_protocol` keeps the clips of a class protocol and adds ``label``.
 * :func:`loso_folds` gives the leave-one-subject-out splits.
 * :func:`build_index` is the ``data`` stage: generate (synthetic), load, apply the protocol and

@@ -3,8 +3,8 @@
 Reads the run records (``results/<name>/run.json``, ``reports/leakage.csv``,
 ``reports/calibration.json``) and writes ``reports/results.md`` through
 ``notebooks/04_table4.ipynb``; the tables themselves are :mod:`mer_core.table4` and
-:mod:`mer_core.table4_format`, the figures :mod:`mer_core.table4_figures`; the run records are
-read through :mod:`mer_core.handover`.
+:mod:`mer_core.table4_format`, the figures :mod:`mer_core.table4_figures`; the notebook reads the run records through
+:func:`mer_core.handover.run_info`.
 
 CLI: ``python -m mer_core.report readme [--readme README.md] [--results reports/results.md]``
 copies ``reports/results.md`` between the README's results markers.
@@ -12,15 +12,13 @@ copies ``reports/results.md`` between the README's results markers.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from pathlib import Path
 from typing import Mapping, Sequence
 
-import numpy as np
 import pandas as pd
 
-from mer_core import io, metrics, vocab
+from mer_core import io
 from mer_core.table4_format import tables_markdown
 
 NOTEBOOKS = ("00_data", "01_apex_extraction", "02_train_loso", "03_evaluate", "04_table4")
@@ -43,7 +41,8 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
         train: ``config.TrainConfig`` (or a mapping with seeds/seed+n_seeds, epochs,
             image_size, lr, batch_size, schedule, optimizer, augment, pretrained).
         n_boot, ci: bootstrap settings (the intervals resample subjects).
-        best_spotter: how the spotted apex was chosen per fold (:func:`spotter_summary`).
+        best_spotter: how the spotted apex was chosen per fold
+            (:func:`mer_core.table4.spotter_summary`).
         reference: the experiment every row is compared with.
         mcnemar_seed: the seed McNemar was computed on.
         n_subjects: LOSO folds (= subjects resampled by the bootstrap).

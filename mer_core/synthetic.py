@@ -360,8 +360,8 @@ def generate(root: str | Path, seed: int = 0, size: int = 128, amplitude: float 
         seed: dataset seed; the same seed gives byte-identical files.
         size: side of the frames in px.
         amplitude: peak action-unit displacement in px at 128 px (scaled with ``size``): the
-            difficulty; wrinkles darken by ``WRINKLE_PER_PX * amplitude`` (at most
-            ``WRINKLE_MAX``) at the apex. 0 gives expressionless clips.
+            difficulty; wrinkles darken by ``synthetic_faces.WRINKLE_PER_PX * amplitude`` (at most
+            ``synthetic_faces.WRINKLE_MAX``) at the apex. 0 gives expressionless clips.
         apex_noise: std (frames) of Gaussian noise on the apex written in the sheet.
         subjects: ``['sub01', ...]`` (or numbers) to write only those subjects; None = all 26.
             A subset holds exactly the same clips as the full set.

@@ -120,7 +120,7 @@ def verdict(df: pd.DataFrame, metric: str = "uf1", alpha: float = 0.05) -> str:
 
 
 def to_markdown(df: pd.DataFrame) -> str:
-    """A numeric table (:func:`build_table`) as a GitHub Markdown table, best values bold."""
+    """A numeric table (:func:`mer_core.table4.build_table`) as a GitHub Markdown table, best values bold."""
     shown = display_table(df, bold="md")
     cols = list(shown.columns)
     lines = ["| " + " | ".join(cols) + " |",
