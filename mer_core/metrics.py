@@ -1,6 +1,5 @@
 """Scores of LOSO predictions: pooled metrics, fold averages, majority baseline, seeds, per
-subject and confusion matrices (``predictions.csv`` is read and checked by
-:mod:`mer_core.handover`).
+subject and confusion matrices; reads and checks ``predictions.csv``.
 
 Conventions (the MEGC convention, used for every headline number of this project):
 
@@ -22,6 +21,7 @@ Intervals and significance tests are in :mod:`mer_core.stats`; the evaluate stag
 """
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Sequence
 
 import numpy as np
@@ -255,6 +255,9 @@ def confusion_frame(y_true, y_pred, labels: Sequence[str], normalize: bool = Fal
                         columns=pd.Index(labels, name="predicted"))
 
 
+# ----------------------------------------------------------------------------------------------
+# Files
+# ----------------------------------------------------------------------------------------------
 def labels_from_predictions(pred_df: pd.DataFrame) -> list[str]:
     """Class names from the ``p_<class>`` columns, in their order."""
     labels = [c[2:] for c in pred_df.columns if c.startswith("p_")]
