@@ -45,6 +45,7 @@ class ApexConfig:
     image_size: int = 64
     face_margin: float = 0.2
     random_seed: int = 0
+    clip_frames: int = 16
     workers: int = 2
 
     @property
@@ -56,6 +57,10 @@ class ApexConfig:
             _choice(where, "methods", m, vocab.SPOTTERS)
         _positive(where, "fps", self.fps)
         _positive(where, "image_size", self.image_size)
+        if not isinstance(self.clip_frames, int) or self.clip_frames < 3:
+            raise ConfigError(f"{where}: key 'clip_frames' must be an integer >= 3 (LBP-TOP "
+                              f"needs a neighbour before and after in time), got "
+                              f"{self.clip_frames!r}")
 
 
 # Defaults: params.yaml is the one place a default is written; every default below equals it
@@ -122,6 +127,44 @@ class ExperimentConfig:
 
 
 @dataclass
+class BaselinesConfig:
+    names: str = "lbptop_svm,probe_apex,probe_diff"
+    apex: str = "annotated"
+    lbp_grid: int = 5
+    lbp_points: int = 8
+    lbp_radius: int = 1
+    probe_size: int = 32
+    c_grid: str = "0.001,0.01,0.1,1,10"
+    inner_folds: int = 5
+
+    @property
+    def name_list(self) -> list[str]:
+        return split_list(self.names)
+
+    @property
+    def c_list(self) -> list[float]:
+        return [float(c) for c in split_list(self.c_grid)]
+
+    def check(self, where: str) -> None:
+        for n in self.name_list:
+            _choice(where, "names", n, vocab.BASELINES)
+        check_strategy(self.apex, where=f"{where}: key 'apex'")
+        for k in ("lbp_grid", "lbp_points", "lbp_radius", "probe_size"):
+            _positive(where, k, getattr(self, k))
+        try:
+            cs = self.c_list
+        except ValueError:
+            raise ConfigError(f"{where}: key 'c_grid' must be comma-separated numbers, got "
+                              f"{self.c_grid!r}") from None
+        if not cs or min(cs) <= 0:
+            raise ConfigError(f"{where}: key 'c_grid' must list positive numbers, got "
+                              f"{self.c_grid!r}")
+        if not isinstance(self.inner_folds, int) or self.inner_folds < 2:
+            raise ConfigError(f"{where}: key 'inner_folds' must be an integer >= 2, got "
+                              f"{self.inner_folds!r}")
+
+
+@dataclass
 class EvaluateConfig:
     bootstrap: int = 1000
     ci: float = 0.95
@@ -147,6 +190,7 @@ class Params:
     apex: ApexConfig = field(default_factory=ApexConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     experiments: dict[str, ExperimentConfig] = field(default_factory=dict)
+    baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     table4: Table4Config = field(default_factory=Table4Config)
 
@@ -160,6 +204,7 @@ SECTIONS = {
     "data": DataConfig,
     "apex": ApexConfig,
     "train": TrainConfig,
+    "baselines": BaselinesConfig,
     "evaluate": EvaluateConfig,
     "table4": Table4Config,
 }
@@ -278,6 +323,10 @@ def from_dict(raw: dict, source: str = "params") -> Params:
                           "{frames, backbone, loss}")
     experiments = {str(name): build(ExperimentConfig, spec, f"{source}: experiments.{name}")
                    for name, spec in exps.items()}
+    clash = sorted(set(experiments) & set(vocab.BASELINES))
+    if clash:
+        raise ConfigError(f"{source}: experiments: {', '.join(map(repr, clash))} is the name of a "
+                          "baseline (vocab.BASELINES, results/<name>/ is its folder); rename it")
     ref = sections["evaluate"].reference
     if ref not in experiments:
         raise ConfigError(f"{source}: evaluate: key 'reference' is {ref!r}; expected one of the "
@@ -292,6 +341,6 @@ def section(cls, where: str = "papermill parameters", **values):
 
 __all__ = [
     "ConfigError", "DataConfig", "ApexConfig", "TrainConfig", "ExperimentConfig",
-    "EvaluateConfig", "Table4Config", "Params", "load", "from_dict", "section", "split_list",
+    "BaselinesConfig", "EvaluateConfig", "Table4Config", "Params", "load", "from_dict", "section", "split_list",
     "parse_folds", "check_strategy",
 ]

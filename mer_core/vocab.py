@@ -1,5 +1,5 @@
 """Every name a user can choose, defined once: datasets, protocols and their classes, spotters,
-frame strategies, backbones and losses.
+frame strategies, backbones, losses and classical baselines.
 
 The config checks, the stages and the table builders all read these (``vocab.BACKBONES``, not a
 copy), so adding a choice is one line here plus, where it needs one, its implementation:
@@ -7,6 +7,7 @@ copy), so adding a choice is one line here plus, where it needs one, its impleme
 - a backbone: one ``BACKBONES`` entry (any timm model name; its display name is the row label);
 - a spotter: one ``SPOTTERS`` entry and its score curve in :data:`mer_core.apex.CURVES`;
 - a loss: one ``LOSSES`` entry and its branch in :func:`mer_core.losses.make_loss`;
+- a baseline: one ``BASELINES`` entry and its features in :data:`mer_core.baselines.FEATURES`;
 - a protocol: one ``PROTOCOLS`` entry (classes, emotion maps, dropped clips).
 
 Tables show backbones and losses in the order of these mappings.
@@ -69,6 +70,13 @@ BACKBONES = {"resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50 (32x4d)",
 #: Losses -> display names, in the ablation table's row order.
 LOSSES = {"ce": "Cross-entropy", "weighted_ce": "Class-weighted cross-entropy",
           "focal": "Focal loss"}
+
+#: Classical baselines (:mod:`mer_core.baselines`) -> display names, in Table 4's row order.
+#: Each is fitted on the same LOSO folds as the deep rows, its options fixed in advance and its
+#: regularisation chosen inside each fold's training subjects.
+BASELINES = {"lbptop_svm": "LBP-TOP + linear SVM (onset..offset)",
+             "probe_apex": "Linear probe: apex pixels",
+             "probe_diff": "Linear probe: apex - onset pixels"}
 
 #: The paper's choices: Table 4 varies the frames with these fixed; the ablations vary one.
 PAPER_BACKBONE = "seresnext50_32x4d"
