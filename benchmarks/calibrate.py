@@ -34,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core import apex_stage, config, datasets, handover, io, loso, machine, metrics
+from mer_core import apex_stage, config, datasets, frame_cache, io, loso, machine, metrics
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -80,7 +80,7 @@ def spotter_grid(index, info, apex_cfg, smooths, work: Path) -> tuple[list[dict]
 
 def train_row(name, strategy, cfg, index, labels, frames_dir, out) -> dict:
     exp = config.ExperimentConfig(frames=strategy, backbone="seresnext50_32x4d", loss="focal")
-    images = handover.load_cache(frames_dir, strategy, index)
+    images = frame_cache.load_cache(frames_dir, strategy, index)
     t0 = time.perf_counter()
     preds = loso.run_experiment(name, exp, cfg, index, images, labels, out, progress=False,
                                  redo_stale=True)

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from mer_core import config, fold, handover, io, loso, machine, vocab
+from mer_core import config, fold, frame_cache, handover, io, loso, machine, vocab
 from mer_core.losses import make_loss
 from mer_core.models import create_model
 
@@ -91,7 +91,7 @@ def _data(params: config.Params):
     labels = io.read_json(ROOT / "data" / "dataset.json")["labels"]
     name = next(iter(params.experiments))
     exp = params.experiments[name]
-    return name, exp, index, labels, handover.load_cache(ROOT / "data" / "frames", exp.frames, index)
+    return name, exp, index, labels, frame_cache.load_cache(ROOT / "data" / "frames", exp.frames, index)
 
 
 def frame_tensors(params: config.Params) -> tuple[torch.Tensor, np.ndarray, np.ndarray, int]:

@@ -49,7 +49,6 @@ from functools import lru_cache
 
 import cv2
 import numpy as np
-import pandas as pd
 from scipy.ndimage import median_filter, uniform_filter1d
 
 from mer_core import vocab
@@ -68,7 +67,8 @@ REGIONS = {
 
 #: Default options of every spotter (``curve(frames, method, **options)`` overrides them).
 DEFAULTS = dict(
-    smooth=5,          # centred moving-average window (frames) of the final curve; <= 1: none
+    smooth=5,          # centred moving-average window (frames); the apex stage passes params.yaml's
+                       # apex.smooth instead (3, chosen on the calibration population); <= 1: none
     despike=0,         # temporal median filter (frames) on the block curves; 0: none
     size=96,           # frames are resized to size x size (px) before spotting; 0: keep
     regions=("brows", "cheeks", "mouth"),  # names in REGIONS, or (top, bottom, left, right) tuples

@@ -12,7 +12,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mer_core import apex_stage, handover, vocab
+from mer_core import apex_stage, frame_cache, vocab
 
 #: The keys of :func:`mer_core.apex_stage.build_apex_stage`'s result the notebook reports last.
 REPORT_KEYS = ("n_index", "n_cached", "skipped", "no_face_centre_crop", "annotated_fallback",
@@ -213,13 +213,13 @@ def example_crops(frames_dir, index: pd.DataFrame, methods: Sequence[str], n: in
         ``(sample_ids, {strategy: (images n x S x S x 3, frame numbers)})``, strategies in
         :func:`mer_core.vocab.cached_strategies` order.
     """
-    ids = handover.cached_ids(frames_dir, "onset")["sample_id"].tolist()
+    ids = frame_cache.cached_ids(frames_dir, "onset")["sample_id"].tolist()
     cached = index.set_index("sample_id").loc[ids].reset_index()
     k = min(n, len(cached))
     crops = {}
     for s in vocab.cached_strategies(methods):
-        arr = handover.load_cache(frames_dir, s, cached)
-        numbers = handover.cached_ids(frames_dir, s)["frame"]
+        arr = frame_cache.load_cache(frames_dir, s, cached)
+        numbers = frame_cache.cached_ids(frames_dir, s)["frame"]
         crops[s] = (arr[:k], [numbers[i] for i in range(k)])
     return cached["sample_id"].tolist()[:k], crops
 

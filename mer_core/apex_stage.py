@@ -16,17 +16,21 @@ Frame strategies (Table 4 rows; :func:`mer_core.vocab.cached_strategies`):
 - ``spotted:best``: per LOSO fold, the spotter (not ``middle``) with the lowest MAE against the
   annotations of that fold's TRAINING subjects (:func:`mer_core.apex_scores.choose_per_fold`), so the
   frames a fold sees never depend on its test subject's annotations. It has no cache file of
-  its own: :func:`mer_core.handover.load_fold_frames` assembles it per fold from the ``spotted:<method>`` caches
+  its own: :func:`mer_core.frame_cache.load_fold_frames` assembles it per fold from the ``spotted:<method>`` caches
   and ``spotter_choice.csv``.
 
 Face crop (:mod:`mer_core.faces`): aligned data is only resized to ``image_size``; raw frames get
 one Haar-cascade box per clip, widened by ``face_margin``. No face found: a warning, a centre
 crop, and the clip listed in the report.
 
-Outputs (all written atomically, formats in :mod:`mer_core.handover`):
+Outputs (all written atomically; formats in :mod:`mer_core.frame_cache` for the arrays and
+:mod:`mer_core.handover` for the tables):
 
 - ``data/frames/<stem>.npy`` uint8 N x S x S x 3 (RGB) and ``data/frames/<stem>.csv``
   (``sample_id``, ``frame``, ``source``), ``stem`` = :func:`mer_core.vocab.strategy_stem`;
+- ``data/frames/clips.npy`` uint8 N x T x S x S (grey) and ``clips.csv`` (``sample_id``,
+  ``frames``): ``clip_frames`` frames evenly spaced over onset..offset, cropped like the frames
+  (the input of the LBP-TOP baseline, :mod:`mer_core.baselines`);
 - ``data/frames/spotter_choice.csv``: ``subject`` (the fold's test subject), ``method``,
   ``mae_train_frames``, ``n_train_clips``;
 - ``data/apex.csv``: ``sample_id``, ``method``, ``apex_pred``, ``apex_annotated`` (frame numbers);
@@ -38,9 +42,9 @@ Outputs (all written atomically, formats in :mod:`mer_core.handover`):
 
 Unreadable or missing frames: with ``strict=True`` the stage stops with an error naming the clip
 and the file. With ``strict=False`` the clip is *removed from every cache* (all strategies stay
-aligned with each other) and listed under ``skipped`` in the report; :func:`mer_core.handover.load_cache` against
+aligned with each other) and listed under ``skipped`` in the report; :func:`mer_core.frame_cache.load_cache` against
 the full index then fails loudly, naming the missing ids, rather than returning misaligned rows.
-Use :func:`mer_core.handover.cached_ids` to select the rows of the index the caches hold.
+Use :func:`mer_core.frame_cache.cached_ids` to select the rows of the index the caches hold.
 
 Clips run in a ``spawn`` process pool (``workers``): a script that calls
 :func:`build_apex_stage` needs the usual ``if __name__ == "__main__":`` guard (notebooks and
@@ -61,7 +65,7 @@ import numpy as np
 import pandas as pd
 
 from mer_core import apex as apex_mod
-from mer_core import apex_scores, handover, io, vocab
+from mer_core import apex_scores, frame_cache, handover, io, vocab
 from mer_core.faces import FaceNotFoundWarning, crop, face_box
 from mer_core.images import frame_paths, read_frames
 
@@ -103,13 +107,15 @@ def process_clip(task: dict) -> dict:
         task: ``sample_id``, ``frames_dir``, ``onset``, ``offset``, ``apex`` (annotated frame
             number or None; used only by the ``annotated`` strategy, never by a spotter),
             ``aligned``, ``methods``, ``options`` (spotter options), ``image_size``,
-            ``face_margin``, ``random_seed``, ``strict``, ``keep_curves``.
+            ``face_margin``, ``random_seed``, ``clip_frames``, ``strict``, ``keep_curves``.
 
     Returns:
         ``sample_id``, ``error`` (None, or the reason when ``strict`` is False), ``n_frames``,
         ``face`` (aligned | haar | centre), ``box``, ``picks`` {key: 0-based index} for
         onset / middle / random / annotated (absent if NA) / ``spotted:<m>``, ``crops``
-        {0-based index: S x S x 3 uint8}, ``curves`` {method: array} if ``keep_curves``.
+        {0-based index: S x S x 3 uint8}, ``clip`` (T x S x S grey uint8: ``clip_frames`` frames
+        evenly spaced over the clip, 0-based indices in ``clip_frames``), ``curves``
+        {method: array} if ``keep_curves``.
     """
     sid = task["sample_id"]
     out = {"sample_id": sid, "error": None}
@@ -139,7 +145,12 @@ def process_clip(task: dict) -> dict:
         picks[vocab.spotted(m)] = apex_mod.locate(c, m, **task["options"])
     size = int(task["image_size"])
     crops = {i: crop(frames[i], box, size) for i in sorted(set(picks.values()))}
-    out.update(n_frames=n, face=how, box=box, picks=picks, crops=crops)
+    # the clip LBP-TOP reads: T frames evenly spaced over onset..offset (repeats if n < T)
+    steps = np.linspace(0, n - 1, int(task.get("clip_frames", 16))).round().astype(int)
+    clip = np.stack([cv2.cvtColor(crop(frames[i], box, size), cv2.COLOR_RGB2GRAY)
+                     for i in steps])
+    out.update(n_frames=n, face=how, box=box, picks=picks, crops=crops, clip=clip,
+               clip_frames=steps.tolist())
     if task.get("keep_curves"):
         out["curves"] = curves
     return out
@@ -161,7 +172,7 @@ def _tasks(index: pd.DataFrame, aligned: bool, apex_cfg, methods, options, stric
             "apex": None if pd.isna(a) else int(a), "aligned": aligned, "methods": methods,
             "options": options, "image_size": int(apex_cfg.image_size),
             "face_margin": float(apex_cfg.face_margin), "random_seed": int(apex_cfg.random_seed),
-            "strict": strict,
+            "clip_frames": int(apex_cfg.clip_frames), "strict": strict,
         })
     return tasks
 
@@ -203,13 +214,13 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
             ``apex`` (nullable), ``offset``); row order is the cache order.
         dataset_info: ``data/dataset.json`` (``aligned``, ``fps`` and ``description`` are used).
         apex_cfg: a :class:`mer_core.config.ApexConfig` (methods, smooth, fps, image_size,
-            face_margin, random_seed, workers).
+            face_margin, random_seed, clip_frames, workers).
         frames_dir: folder of the caches.
         apex_csv, metrics_json, report_json: output files (see the module docstring).
         strict: True: a clip with missing/unreadable frames stops the stage (error names the
             file); False: the clip is dropped from every cache and listed in the report.
         max_clips: > 0: only the first ``max_clips`` clips (smoke runs: the caches then do not
-            match the full index, and :func:`mer_core.handover.load_cache` says so).
+            match the full index, and :func:`mer_core.frame_cache.load_cache` says so).
         progress: tqdm bar over clips.
         options: extra spotter options (see :data:`mer_core.apex.DEFAULTS`); ``smooth`` comes
             from ``apex_cfg``.
@@ -271,8 +282,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     choice = apex_scores.choose_per_fold(table, kept_subject, methods)
     fold_method = dict(zip(choice["subject"], choice["method"]))
     metrics["per_fold"] = {m: int(n) for m, n in choice["method"].value_counts().items()}
-    io.write_csv(apex_csv, table)
-    io.write_json(metrics_json, metrics)
+    handover.write_apex_outputs(apex_csv, table, metrics_json, metrics)
 
     # Caches: one array + one id table per strategy, all with the same rows.
     frames_dir = Path(frames_dir)
@@ -293,8 +303,12 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
             arrays.append(r["crops"][i])
             ids.append({"sample_id": r["sample_id"], "frame": onsets[r["sample_id"]] + i,
                         "source": source})
-        handover.write_cache(frames_dir, strategy, np.stack(arrays), pd.DataFrame(ids))
-    io.write_csv(frames_dir / handover.CHOICE_CSV, choice)
+        frame_cache.write_cache(frames_dir, strategy, np.stack(arrays), pd.DataFrame(ids))
+    frame_cache.write_spotter_choice(frames_dir, choice)
+    frame_cache.write_clips(frames_dir, np.stack([r["clip"] for r in kept]), pd.DataFrame(
+        [{"sample_id": r["sample_id"],
+          "frames": " ".join(str(onsets[r["sample_id"]] + i) for i in r["clip_frames"])}
+         for r in kept]))
     for r in kept:
         if "annotated" not in r["picks"]:
             fallback.append(r["sample_id"])
@@ -316,9 +330,11 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         "skipped": skipped, "no_face_centre_crop": no_face,
         "annotated_fallback": {"strategy": "spotted:best (the spotter of each fold)",
                                "clips": fallback},
-        "spotter_choice": {"file": handover.CHOICE_CSV, "per_fold": metrics["per_fold"],
+        "spotter_choice": {"file": frame_cache.CHOICE_CSV, "per_fold": metrics["per_fold"],
                            "rule": "per fold: lowest MAE on the training subjects' clips"},
         "strategies": {s: f"{vocab.strategy_stem(s)}.npy" for s in vocab.cached_strategies(methods)},
+        "clips": {"file": f"{frame_cache.CLIPS}.npy", "frames": int(apex_cfg.clip_frames),
+                  "rule": "evenly spaced over onset..offset, grey, face-cropped"},
         "frames_dir": str(frames_dir),
         "seconds": {"spot_and_crop": round(t_spot, 2),
                     "total": round(time.perf_counter() - t0, 2)},

@@ -1,8 +1,8 @@
 """The dataset card: what the index holds, as tables, figures and a JSON summary.
 
 Every function takes the index after the protocol (``data/index.csv``, with ``label``); figures
-are returned (not shown or saved) so the notebook can display them and :func:`save_figure`
-writes them atomically.
+are returned (not shown or saved) so the notebook can display them and
+:func:`mer_core.charts.save_figure` writes them atomically.
 """
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core.datasets import FPS, loso_folds
+from mer_core.datasets import loso_folds
 from mer_core.images import frame_numbers, read_frames
 
 
@@ -64,7 +64,7 @@ def clip_lengths(index: pd.DataFrame) -> pd.Series:
     return (index["offset"] - index["onset"] + 1).rename("frames")
 
 
-def clip_length_stats(index: pd.DataFrame, fps: float = FPS) -> dict:
+def clip_length_stats(index: pd.DataFrame, fps: float) -> dict:
     """Min, quartiles, max of the clip length (frames) and the median in milliseconds, plus the
     relative apex position (apex - onset) / (offset - onset) over clips with an apex."""
     n = clip_lengths(index)
@@ -80,7 +80,7 @@ def clip_length_stats(index: pd.DataFrame, fps: float = FPS) -> dict:
     }
 
 
-def clip_length_figure(index: pd.DataFrame, fps: float = FPS, bins: int = 20):
+def clip_length_figure(index: pd.DataFrame, fps: float, bins: int = 20):
     """Histogram of clip lengths (frames; milliseconds on the top axis)."""
     import matplotlib.pyplot as plt
 
@@ -194,14 +194,5 @@ def card_summary(index: pd.DataFrame, info: dict) -> dict:
         "per_class": {k: int(v) for k, v in per_class.items()},
         "per_subject": {k: int(v) for k, v in table["total"].drop("total").items()},
         "per_emotion": {k: int(v) for k, v in index["emotion"].value_counts().sort_index().items()},
-        "clip_length_frames": clip_length_stats(index, info.get("fps", FPS)),
+        "clip_length_frames": clip_length_stats(index, info["fps"]),
     }
-
-
-def save_figure(fig, path: str | Path, dpi: int = 80) -> Path:
-    """Write ``fig`` as PNG atomically (temporary name, then rename)."""
-    from mer_core.io import atomic_path
-
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=dpi, bbox_inches="tight")
-    return Path(path)

@@ -1,7 +1,5 @@
-"""Charts shared by the evaluate and table4 stages: grouped bars, and saving a figure atomically.
-
-Unlike :func:`mer_core.card.save_figure` (data stage), :func:`save_figure` keeps the canvas as
-drawn (no tight crop) and takes the format from the file's suffix.
+"""Charts shared by the stages: saving a figure atomically (every stage's figures), and the
+grouped bars of the evaluate and table4 stages.
 """
 from __future__ import annotations
 
@@ -12,16 +10,22 @@ import pandas as pd
 from mer_core import io
 
 
-def save_figure(fig, path: str | Path, dpi: int = 80) -> None:
+def save_figure(fig, path: str | Path, dpi: int = 80, tight: bool = False) -> Path:
     """Save a Matplotlib figure atomically, in the format of the file's suffix (default PNG).
 
     Args:
         fig: the figure.
         path: the output file; parent folders are created.
         dpi: resolution.
+        tight: crop the canvas to what is drawn (``bbox_inches="tight"``).
+
+    Returns:
+        ``path``.
     """
     with io.atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png")
+        fig.savefig(tmp, dpi=dpi, format=Path(path).suffix.lstrip(".") or "png",
+                    **({"bbox_inches": "tight"} if tight else {}))
+    return Path(path)
 
 
 def plot_grouped(df: pd.DataFrame, x: str, y: str, hue: str, title: str,

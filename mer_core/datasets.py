@@ -42,7 +42,6 @@ from mer_core.sheets import (CASME2_SHEET_GLOB, SAMM_SHEET_NAME, SAMM_WORKSHEET,
 
 logger = logging.getLogger(__name__)
 
-FPS = 200  # CASME II and SAMM are both recorded at 200 fps
 
 SAMM_IMAGE_PATTERN = "{subject}_{frame:05d}.jpg"
 #: CASME II frame folders, in order of preference for ``layout="auto"``: the aligned release
@@ -414,7 +413,7 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
         "synthetic": cfg.dataset == "synthetic",
         "protocol": cfg.protocol,
         "labels": vocab.protocol_labels(cfg.protocol),
-        "fps": FPS,
+        "fps": vocab.FPS[cfg.dataset],
         "aligned": bool(out.attrs["aligned"]),
         "n_clips": int(len(out)),
         "n_excluded": int(len(ex)),

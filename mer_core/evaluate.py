@@ -15,9 +15,9 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mer_core import io
+from mer_core import handover, io
 from mer_core.charts import plot_grouped, save_figure
-from mer_core.handover import METRICS_JSON, PREDICTIONS_CSV, check_predictions, read_predictions
+from mer_core.handover import PREDICTIONS_CSV, check_predictions, read_predictions
 from mer_core.metrics import (HEADLINE, compute, confusion_frame, fold_average, per_subject_accuracy,
                               seed_summary)
 from mer_core.stats import bootstrap_ci, subject_bootstrap
@@ -132,7 +132,7 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
         out[name].update(n_bootstrap=int(n_boot), ci_level=float(ci), ci_unit="subject",
                          bootstrap_seed=int(seed), diff_reference=reference)
         out[name] = _json_safe(out[name])
-    io.write_json(reports_dir / METRICS_JSON, out)
+    handover.write_metrics(reports_dir, out)
     return out
 
 

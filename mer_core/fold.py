@@ -47,7 +47,7 @@ class FoldJob:
         labels: class names in fixed order.
         y: int64 class of every index row.
         xs: frame variant -> uint8 N x 3 x S x S images on the device.
-        fold_key: test subject -> the variant its fold uses (:class:`mer_core.handover.FoldFrames`).
+        fold_key: test subject -> the variant its fold uses (:class:`mer_core.frame_cache.FoldFrames`).
         model_factory: ``(backbone, num_classes) -> nn.Module``.
         device, precision: from :mod:`mer_core.machine`.
         params, fingerprint: the fold fingerprint and what it hashes (:mod:`mer_core.fingerprints`).
@@ -122,16 +122,16 @@ class BatchAugment:
         ops: any of ``flip`` (horizontal, p = 0.5), ``affine`` (rotation +-8 deg, scale 0.95-1.05,
             shift +-4 % of the side; border padding), ``color`` (brightness and contrast x 0.8-1.2).
         generator: CPU ``torch.Generator`` for every random draw (determinism).
-        channels_last: return the batch in channels_last memory format.
+        to_channels_last: return the batch in channels_last memory format.
     """
 
-    def __init__(self, ops, generator: torch.Generator, channels_last: bool = False):
+    def __init__(self, ops, generator: torch.Generator, to_channels_last: bool = False):
         unknown = [o for o in ops if o not in ("flip", "affine", "color")]
         if unknown:
             raise ValueError(f"augment: unknown op(s) {unknown}; valid: flip, affine, color")
         self.ops = list(ops)
         self.gen = generator
-        self.channels_last = channels_last
+        self.to_channels_last = to_channels_last
         self._stats: dict[torch.device, tuple[torch.Tensor, torch.Tensor]] = {}
 
     def _rand(self, n: int, lo: float, hi: float, device) -> torch.Tensor:
@@ -145,7 +145,7 @@ class BatchAugment:
             self._stats[x.device] = (mean, std)
         mean, std = self._stats[x.device]
         x = (x.float() - mean) / std
-        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+        return x.contiguous(memory_format=torch.channels_last) if self.to_channels_last else x
 
     def __call__(self, x: torch.Tensor, train: bool = True) -> torch.Tensor:
         x = x.float()
@@ -254,7 +254,7 @@ def fit_fold(model: nn.Module, loss_fn: nn.Module, x_train: torch.Tensor, y_trai
     scaler = torch.amp.GradScaler(device.type) if precision == "amp-fp16" else None
     g_perm = torch.Generator().manual_seed(seed + 1)
     aug = BatchAugment(cfg.augment_list, torch.Generator().manual_seed(seed + 2),
-                       channels_last=channels_last(device))
+                       to_channels_last=channels_last(device))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     rows, epoch_preds, train_s = [], [], 0.0

@@ -1,56 +1,80 @@
-"""The files the stages hand each other: one home for their names, formats, readers and writers.
+"""The tables and records the stages hand each other: one home for their names, formats,
+readers and writers.
 
 Stages hand over CSV, JSON and arrays only (never executed notebooks). Every stage and notebook
-reads and writes them through this module, so a format lives in one place:
+reads and writes these through this module (the apex stage's arrays through
+:mod:`mer_core.frame_cache`), so a format lives in one place:
 
-    data      <data>/index.csv        one row per clip (:data:`INDEX_COLUMNS` + ``label``)
-              <data>/excluded.csv     sample_id, reason: every clip left out, and why
-              <data>/dataset.json     dataset description, protocol, labels, fps, counts
-    apex      <frames>/<stem>.npy     uint8 N x S x S x 3, one frame per clip of the index
-              <frames>/<stem>.csv     sample_id, frame, source (same rows)
-              <frames>/spotter_choice.csv   subject, method, mae_train_frames, n_train_clips
-    train     <results>/<exp>/predictions.csv   :data:`PRED_COLUMNS` + p_<class>..., experiment
-              <results>/<exp>/epoch_log.csv     per fold and epoch: loss and test metrics
-              <results>/<exp>/run.json          config, fingerprint, wall time, device, precision
-              <results>/<exp>/cams/<fold>.npz   Grad-CAM maps of the test clips
-    evaluate  <reports>/metrics.json            per experiment: scores, intervals, differences
+    data       <data>/index.csv          one row per clip (:data:`INDEX_COLUMNS` + ``label``)
+               <data>/excluded.csv       sample_id, reason: every clip left out, and why
+               <data>/dataset.json       dataset description, protocol, labels, fps, counts
+    apex       <data>/apex.csv           sample_id, method, apex_pred, apex_annotated
+               <reports>/apex_metrics.json   spotters' errors, per-fold spotter counts
+               <data>/apex_report.json   what the apex stage did (skips, crops, timings)
+    train      <results>/<exp>/predictions.csv   :data:`PRED_COLUMNS` + p_<class>..., experiment
+               <results>/<exp>/epoch_log.csv     :data:`EPOCH_COLUMNS`: loss and test metrics
+               <results>/<exp>/epoch_predictions.csv   every test clip's prediction per epoch
+               <results>/<exp>/run.json          config, fingerprint, wall time, device, precision
+               <results>/<exp>/cams/<subject>__seed<k>.npz   Grad-CAM maps of the test clips
+    baselines  <results>/<name>/predictions.csv, run.json (as train), choices.csv (C per fold)
+    evaluate   <reports>/metrics.json    per experiment: scores, intervals, differences
+               <reports>/leakage.csv     the leakage check (per-epoch selection on the test)
+    benchmarks <reports>/calibration.json   the recipe chosen on the calibration population
 
-``<stem>`` is the strategy's file stem (:func:`mer_core.vocab.strategy_stem`). The train stage's
-per-fold files (``folds/``, ``shards/``) are its own resume state, owned by :mod:`mer_core.loso`.
-Writes are atomic (:mod:`mer_core.io`).
+The train stage's per-fold files (``folds/``, ``shards/``) are its own resume state, owned by
+:mod:`mer_core.loso`. Writes are atomic (:mod:`mer_core.io`).
 """
 from __future__ import annotations
 
 import re
-import warnings
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 import pandas as pd
 
-from mer_core import io, vocab
-from mer_core.config import check_strategy
+from mer_core import io
 
 #: Columns of every index (:func:`mer_core.datasets.load_index`); ``data/index.csv`` adds
 #: ``label`` (and ``objective_class`` when the sheet has it).
 INDEX_COLUMNS = ["sample_id", "dataset", "subject", "clip", "frames_dir", "onset", "apex",
                  "offset", "emotion", "aus", "apex_note"]
 INDEX_CSV, EXCLUDED_CSV, DATASET_JSON = "index.csv", "excluded.csv", "dataset.json"
-CHOICE_CSV = "spotter_choice.csv"
 REPORT_JSON = "data/apex_report.json"
 PREDICTIONS_CSV, EPOCH_LOG_CSV = "predictions.csv", "epoch_log.csv"
 EPOCH_PREDICTIONS_CSV, RUN_JSON, CAMS_DIR = "epoch_predictions.csv", "run.json", "cams"
-METRICS_JSON = "metrics.json"
+CHOICES_CSV = "choices.csv"
+METRICS_JSON, LEAKAGE_CSV = "metrics.json", "leakage.csv"
 #: The merged files of a finished experiment (removed when its folds are redone).
 MERGED = (PREDICTIONS_CSV, EPOCH_LOG_CSV, EPOCH_PREDICTIONS_CSV, RUN_JSON)
 PRED_COLUMNS = ("sample_id", "subject", "y_true", "y_pred", "seed")
+#: Columns of an epoch log: one row per (seed, fold, epoch).
+EPOCH_COLUMNS = ("seed", "fold", "epoch", "train_loss", "test_accuracy", "test_uf1", "test_uar",
+                 "n_test", "n_correct", "lr")
 #: run.json keys of an experiment's wall time, preferred first.
 WALL_KEYS = ("wall_s_folds", "wall_s_this_call")
 
 
-class CacheMismatchError(ValueError):
-    """A frame cache does not hold the index's clips in the index's order."""
+def read_record(path: str | Path, made_by: str, keys: Sequence[str] = ()) -> dict:
+    """A hand-over JSON record, checked for ``keys``.
+
+    Args:
+        path: the file.
+        made_by: what writes it, for the error ("the data stage").
+        keys: keys the reader needs.
+
+    Raises:
+        FileNotFoundError: no such file (names it and what makes it).
+        ValueError: a needed key is missing (names it and the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: not found (made by {made_by}; run it first)")
+    record = io.read_json(path)
+    missing = [k for k in keys if k not in record]
+    if missing:
+        raise ValueError(f"{path}: missing key(s) {', '.join(missing)} (made by {made_by})")
+    return record
 
 
 def read_table(path: str | Path) -> pd.DataFrame:
@@ -89,253 +113,32 @@ def read_index(path: str | Path = "data/index.csv") -> pd.DataFrame:
     return df
 
 
-# ----------------------------------------------------------------------------- apex stage: frame caches
-
-def cache_files(frames_dir: str | Path, strategy: str) -> tuple[Path, Path]:
-    """The array and id-table paths of one strategy's cache."""
-    stem = vocab.strategy_stem(strategy)
-    return Path(frames_dir) / f"{stem}.npy", Path(frames_dir) / f"{stem}.csv"
+def read_dataset_info(path: str | Path = "data/dataset.json") -> dict:
+    """``data/dataset.json``: the dataset's description, protocol, labels, fps and counts."""
+    return read_record(path, "the data stage", ("dataset", "protocol", "labels"))
 
 
-def write_cache(frames_dir: str | Path, strategy: str, images: np.ndarray,
-                ids: pd.DataFrame) -> None:
-    """Write one strategy's cache: ``images`` (uint8 N x S x S x 3) and its id table."""
-    npy, csv = cache_files(frames_dir, strategy)
-    io.write_npy(npy, images.astype(np.uint8))
-    io.write_csv(csv, ids)
+# ----------------------------------------------------------------------------- apex stage
+
+def write_apex_outputs(apex_csv: str | Path, table: pd.DataFrame, metrics_json: str | Path,
+                       metrics: dict) -> None:
+    """Write ``data/apex.csv`` (every spotter's apex per clip) and ``apex_metrics.json``."""
+    io.write_csv(apex_csv, table)
+    io.write_json(metrics_json, metrics)
 
 
-def cached_ids(frames_dir: str | Path, strategy: str) -> pd.DataFrame:
-    """The id table (``sample_id``, ``frame``, ``source``) of one strategy's cache.
-
-    Raises:
-        FileNotFoundError: the cache was not built (names the file).
-    """
-    path = cache_files(frames_dir, strategy)[1]
+def read_apex_table(path: str | Path = "data/apex.csv") -> pd.DataFrame:
+    """``data/apex.csv``: ``sample_id``, ``method``, ``apex_pred``, ``apex_annotated`` (Int64)."""
+    path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: frame cache of strategy {strategy!r} not found "
-                                "(run the apex stage first)")
-    return pd.read_csv(path, dtype={"sample_id": "str", "source": "str"}, keep_default_na=False)
+        raise FileNotFoundError(f"{path}: not found (made by the apex stage; run it first)")
+    return pd.read_csv(path, dtype={"sample_id": str, "method": str,
+                                    "apex_annotated": "Int64"})
 
 
-def load_cache(frames_dir: str | Path, strategy: str, index) -> np.ndarray:
-    """The cached frames of ``strategy``, checked against the index (ids, length and order).
-
-    Args:
-        frames_dir: the caches' folder (``data/frames``).
-        strategy: a frame strategy (``spotted:best``, ``annotated``, ...).
-        index: the index DataFrame (its ``sample_id`` column) or a sequence of sample ids.
-
-    Returns:
-        uint8 array N x S x S x 3, row i = clip i of the index.
-
-    Raises:
-        FileNotFoundError: the cache files are missing.
-        CacheMismatchError: the cache does not hold exactly the index's clips in its order
-            (the message names the first missing, extra or misplaced ids).
-    """
-    frames_dir = Path(frames_dir)
-    if strategy == vocab.PER_FOLD:
-        raise ValueError(f"{strategy}: chosen per LOSO fold, so it has no single cache; use "
-                         f"load_fold_frames({str(frames_dir)!r}, {strategy!r}, index)")
-    ids = cached_ids(frames_dir, strategy)["sample_id"].tolist()
-    npy = cache_files(frames_dir, strategy)[0]
-    if not npy.is_file():
-        raise FileNotFoundError(f"{npy}: frame cache of strategy {strategy!r} not found "
-                                "(run the apex stage first)")
-    want = [str(s) for s in (index["sample_id"] if isinstance(index, pd.DataFrame) else index)]
-    if ids != want:
-        have = set(ids)
-        missing = [s for s in want if s not in have]
-        extra = [s for s in ids if s not in set(want)]
-        hint = f" (see {REPORT_JSON}: skipped clips or max_clips; rebuild with the apex stage)"
-        if missing or extra or len(ids) != len(want):
-            raise CacheMismatchError(
-                f"{npy}: holds {len(ids)} clips, the index {len(want)}; "
-                f"missing from the cache: {missing[:5]}{' ...' if len(missing) > 5 else ''}; "
-                f"not in the index: {extra[:5]}{' ...' if len(extra) > 5 else ''}" + hint)
-        i = next(k for k, (a, b) in enumerate(zip(ids, want)) if a != b)
-        raise CacheMismatchError(f"{npy}: same clips as the index but in another order; first "
-                                 f"difference at row {i}: cache {ids[i]!r}, index {want[i]!r}"
-                                 + hint)
-    arr = np.load(npy, mmap_mode=None)
-    if arr.ndim != 4 or arr.shape[0] != len(ids) or arr.shape[3] != 3 or arr.dtype != np.uint8:
-        raise CacheMismatchError(f"{npy}: expected uint8 {len(ids)} x S x S x 3 (its id table "
-                                 f"has {len(ids)} rows), got {arr.dtype} {arr.shape}")
-    return arr
-
-
-def check_cache(images: np.ndarray, index: pd.DataFrame, ids=None, source: str = "frame cache"
-                ) -> None:
-    """Check that an image cache lines up with the index.
-
-    Args:
-        images: N x S x S x 3 uint8 array, one row per index row.
-        index: the index (``sample_id`` column).
-        ids: the sample ids stored with the cache (same order), or None to check the length only.
-        source: a name for error messages (e.g. the .npy path).
-
-    Raises:
-        CacheMismatchError: wrong dtype/shape, a different number of rows, or ids that differ
-            (the message names the first differing row).
-    """
-    if not isinstance(images, np.ndarray) or images.dtype != np.uint8 or images.ndim != 4 \
-            or images.shape[3] != 3 or images.shape[1] != images.shape[2]:
-        what = f"{images.dtype} {images.shape}" if isinstance(images, np.ndarray) else type(images)
-        raise CacheMismatchError(f"{source}: expected a uint8 N x S x S x 3 array, got {what}")
-    if len(images) != len(index):
-        raise CacheMismatchError(f"{source}: {len(images)} images but the index has {len(index)} "
-                                 f"rows; rebuild the frame cache (apex stage) for this index")
-    if ids is not None:
-        ids = [str(i) for i in ids]
-        want = [str(i) for i in index["sample_id"]]
-        if len(ids) != len(want):
-            raise CacheMismatchError(f"{source}: {len(ids)} sample ids but the index has "
-                                     f"{len(want)} rows")
-        for row, (a, b) in enumerate(zip(ids, want)):
-            if a != b:
-                raise CacheMismatchError(f"{source}: row {row} is {a!r} but index row {row} is "
-                                         f"{b!r}; the cache is not aligned with the index")
-
-
-def cached_index(index: pd.DataFrame, frames_dir: str | Path) -> pd.DataFrame:
-    """The rows of the index that the apex stage cached, in index order.
-
-    With ``strict: false`` the data stage already drops (and lists in ``data/excluded.csv``)
-    every clip with a missing, truncated or undecodable frame; a clip the apex stage still
-    could not read is skipped there and listed in its report. Training then uses the remaining
-    clips: this names the ones left out (a warning), so nothing disappears silently.
-    """
-    ids = set(cached_ids(frames_dir, "onset")["sample_id"])
-    keep = index["sample_id"].astype(str).isin(ids).to_numpy()
-    if not keep.all():
-        gone = index.loc[~keep, "sample_id"].astype(str).tolist()
-        warnings.warn(f"{len(gone)} clip(s) of the index are not in the frame cache "
-                      f"{frames_dir} (skipped by the apex stage, see its report): "
-                      f"{', '.join(gone[:10])}{' ...' if len(gone) > 10 else ''}", stacklevel=2)
-    return index[keep].reset_index(drop=True)
-
-
-class FoldFrames:
-    """The frames of one strategy for every LOSO fold, aligned with the index.
-
-    Most strategies give every fold the same array. ``spotted:best`` (and ``annotated`` when a
-    clip has no annotated apex) depend on the spotter chosen for the fold, so each fold gets
-    the variant of its spotter: ``for_fold(subject)``.
-
-    Attributes:
-        variants: name -> uint8 N x S x S x 3 array (one row per index row).
-        choice: test subject -> variant name (a subject not listed gets ``default``).
-        default: the variant of subjects missing from ``choice`` (None: every subject listed).
-    """
-
-    def __init__(self, variants: dict, choice: dict | None = None, default: str | None = None):
-        if not variants:
-            raise ValueError("FoldFrames: no arrays")
-        shapes = {v.shape for v in variants.values()}
-        if len(shapes) != 1:
-            raise CacheMismatchError(f"FoldFrames: variants of different shapes {shapes}")
-        self.variants = dict(variants)
-        self.choice = dict(choice or {})
-        self.default = default if default is not None or self.choice else next(iter(variants))
-
-    def key(self, subject: str) -> str:
-        """The variant that the fold testing ``subject`` uses."""
-        if subject in self.choice:
-            return self.choice[subject]
-        if self.default is None:
-            raise KeyError(f"no spotter was chosen for the fold of subject {subject!r} "
-                           f"(spotter_choice.csv lists {sorted(self.choice)})")
-        return self.default
-
-    def for_fold(self, subject: str) -> np.ndarray:
-        return self.variants[self.key(subject)]
-
-    @property
-    def shape(self) -> tuple:
-        return next(iter(self.variants.values())).shape
-
-    def __len__(self) -> int:
-        return self.shape[0]
-
-
-def spotter_choice(frames_dir: str | Path) -> dict[str, str]:
-    """test subject -> spotter chosen on that fold's training subjects (``spotter_choice.csv``).
-
-    Raises:
-        FileNotFoundError: the apex stage has not written the file (names it).
-    """
-    path = Path(frames_dir) / CHOICE_CSV
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: the per-fold spotter choice is missing (run the apex "
-                                "stage first)")
-    df = pd.read_csv(path, dtype={"subject": str, "method": str}, keep_default_na=False)
-    return dict(zip(df["subject"], df["method"]))
-
-
-def load_fold_frames(frames_dir: str | Path, strategy: str, index) -> FoldFrames:
-    """The frames of ``strategy`` for every fold, checked against the index.
-
-    ``spotted:best``: the ``spotted:<method>`` cache of each fold's chosen spotter.
-    ``annotated``: the annotated cache, whose clips without an annotated apex take the apex of
-    the fold's chosen spotter. Every other strategy: one array for all folds.
-
-    Raises:
-        FileNotFoundError, CacheMismatchError: as :func:`load_cache`.
-    """
-    if strategy != vocab.PER_FOLD and strategy != "annotated":
-        return FoldFrames({strategy: load_cache(frames_dir, strategy, index)})
-    choice = spotter_choice(frames_dir)
-    methods = sorted(set(choice.values()))
-    spotted = {m: load_cache(frames_dir, vocab.spotted(m), index) for m in methods}
-    if strategy == vocab.PER_FOLD:
-        return FoldFrames({vocab.spotted(m): a for m, a in spotted.items()},
-                          {s: vocab.spotted(m) for s, m in choice.items()})
-    base = load_cache(frames_dir, "annotated", index)
-    na = ~cached_ids(frames_dir, "annotated")["source"].eq("annotated").to_numpy()
-    if not na.any():
-        return FoldFrames({"annotated": base})
-    variants = {}
-    for m, arr in spotted.items():
-        v = base.copy()
-        v[na] = arr[na]
-        variants[f"annotated|spotted:{m}"] = v
-    return FoldFrames(variants, {s: f"annotated|spotted:{m}" for s, m in choice.items()})
-
-
-def load_frames(frames_dir: str | Path, strategy: str, index: pd.DataFrame) -> FoldFrames:
-    """The cached frames of one strategy for every fold, checked against the index.
-
-    Raises:
-        ConfigError: unknown frame strategy (lists the valid ones).
-        FileNotFoundError: the cache files are missing.
-        CacheMismatchError: length or ids differ from the index.
-    """
-    check_strategy(strategy)
-    frames = load_fold_frames(frames_dir, strategy, index)
-    for key, arr in frames.variants.items():
-        check_cache(arr, index, source=f"{frames_dir}/{key}")
-    return frames
-
-
-def frame_cache(frames_dir: str | Path, strategy: str, index_ids: Sequence[str]) -> np.ndarray:
-    """The frame each clip was tested on under ``strategy``, in the index's ``sample_id`` order.
-
-    For ``spotted:best`` (chosen per fold) a clip's frame is its own fold's variant: the
-    subject is the second part of the sample id (``casme2/sub01/EP02_01f``).
-
-    Raises:
-        FileNotFoundError: the cache is missing.
-        ValueError: the cache's rows are not the index's clips in the index's order.
-    """
-    ids = [str(s) for s in index_ids]
-    if strategy != vocab.PER_FOLD:
-        return load_cache(frames_dir, strategy, ids)
-    per_fold = load_fold_frames(frames_dir, strategy, ids)
-    out = np.empty(per_fold.shape, dtype=np.uint8)
-    for i, sid in enumerate(ids):
-        out[i] = per_fold.for_fold(sid.split("/")[1])[i]
-    return out
+def read_apex_metrics(path: str | Path = "reports/apex_metrics.json") -> dict:
+    """``reports/apex_metrics.json``: every spotter's errors and ``per_fold`` choice counts."""
+    return read_record(path, "the apex stage", ("per_fold",))
 
 
 # ----------------------------------------------------------------------------- train stage: predictions, epoch log, run record, Grad-CAM
@@ -379,6 +182,11 @@ def read_predictions(path: str | Path) -> pd.DataFrame:
     return check_predictions(df, str(path))
 
 
+def write_predictions(out_dir: str | Path, predictions: pd.DataFrame) -> None:
+    """Check and write ``<out_dir>/predictions.csv``."""
+    io.write_csv(Path(out_dir) / PREDICTIONS_CSV, check_predictions(predictions, str(out_dir)))
+
+
 def load_predictions(results_dir: str | Path, names: Sequence[str]) -> dict[str, pd.DataFrame]:
     """``results/<name>/predictions.csv`` of every name (raises if one is missing)."""
     return {n: read_predictions(Path(results_dir) / n / PREDICTIONS_CSV)
@@ -389,10 +197,29 @@ def read_epoch_log(out_dir: str | Path) -> pd.DataFrame:
     """Per-epoch rows of every finished fold in ``results/<exp>/folds`` (also before merging)."""
     files = sorted((Path(out_dir) / "folds").glob("*.epochs.csv"))
     if not files:
-        return pd.DataFrame(columns=["seed", "fold", "epoch", "train_loss", "test_accuracy",
-                                     "test_uf1", "test_uar", "n_test", "n_correct", "lr"])
+        return pd.DataFrame(columns=list(EPOCH_COLUMNS))
     return pd.concat([read_table(f) for f in files], ignore_index=True) \
         .sort_values(["seed", "fold", "epoch"], kind="stable").reset_index(drop=True)
+
+
+def read_merged_epochs(out_dir: str | Path) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
+    """A finished experiment's ``epoch_log.csv`` and ``epoch_predictions.csv`` (None for a
+    missing file; ``fold`` and ``sample_id`` stay text)."""
+    out = Path(out_dir)
+    log, ep = out / EPOCH_LOG_CSV, out / EPOCH_PREDICTIONS_CSV
+    return (pd.read_csv(log, dtype={"fold": str}) if log.is_file() else None,
+            pd.read_csv(ep, dtype={"fold": str, "sample_id": str}) if ep.is_file() else None)
+
+
+def write_run(out_dir: str | Path, record: dict) -> None:
+    """Write ``<out_dir>/run.json``, the run record of an experiment or a baseline."""
+    io.write_json(Path(out_dir) / RUN_JSON, record)
+
+
+def read_run(out_dir: str | Path) -> dict | None:
+    """``<out_dir>/run.json``, or None when the run has not been merged yet."""
+    path = Path(out_dir) / RUN_JSON
+    return io.read_json(path) if path.is_file() else None
 
 
 def run_info(results_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
@@ -405,14 +232,20 @@ def run_info(results_dir: str | Path, names: Sequence[str]) -> pd.DataFrame:
     lacks a key or is missing."""
     rows = []
     for n in names:
-        p = Path(results_dir) / n / RUN_JSON
-        info = io.read_json(p) if p.is_file() else {}
+        info = read_run(Path(results_dir) / n) or {}
         wall = next((info[k] for k in WALL_KEYS if isinstance(info.get(k), (int, float))), None)
         rows.append({"experiment": n, "wall_s": wall, "elapsed_s": info.get("wall_s_this_call"),
                      **{k: info.get(k) for k in ("mean_fold_s", "train_images_per_s", "device",
                                                  "device_name", "precision", "threads",
                                                  "workers", "n_folds", "code_version")}})
     return pd.DataFrame(rows)
+
+
+def write_cams(out_dir: str | Path, stem: str, **arrays) -> None:
+    """Write one fold's Grad-CAM maps: ``<out_dir>/cams/<stem>.npz`` (``sample_id``, ``cam``,
+    ``y_true``, ``y_pred`` and whatever else is given)."""
+    with io.atomic_path(Path(out_dir) / CAMS_DIR / f"{stem}.npz") as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, **arrays)
 
 
 def load_cams(cams_dir: str | Path, seed: int | None = None) -> pd.DataFrame:
@@ -447,10 +280,41 @@ def load_cams(cams_dir: str | Path, seed: int | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-__all__ = ["INDEX_COLUMNS", "INDEX_CSV", "EXCLUDED_CSV", "DATASET_JSON", "CHOICE_CSV", "REPORT_JSON",
+# ----------------------------------------------------------------------------- evaluate stage
+
+def write_metrics(reports_dir: str | Path, metrics: dict) -> None:
+    """Write ``<reports>/metrics.json`` (the evaluate stage's scores, intervals, differences)."""
+    io.write_json(Path(reports_dir) / METRICS_JSON, metrics)
+
+
+def read_metrics(path: str | Path = "reports/metrics.json") -> dict:
+    """``reports/metrics.json``: experiment -> scores, intervals and differences."""
+    return read_record(path, "the evaluate stage")
+
+
+def write_leakage(reports_dir: str | Path, leakage: pd.DataFrame) -> None:
+    """Write ``<reports>/leakage.csv`` (:func:`mer_core.leakage.leakage_check`'s table)."""
+    io.write_csv(Path(reports_dir) / LEAKAGE_CSV, leakage)
+
+
+def read_leakage(path: str | Path = "reports/leakage.csv") -> pd.DataFrame | None:
+    """``reports/leakage.csv``, or None when the evaluate stage wrote none."""
+    path = Path(path)
+    return pd.read_csv(path) if path.is_file() else None
+
+
+def read_calibration(path: str | Path = "reports/calibration.json") -> dict | None:
+    """``reports/calibration.json`` (``benchmarks/calibrate.py``), or None when absent."""
+    path = Path(path)
+    return io.read_json(path) if path.is_file() else None
+
+
+__all__ = ["INDEX_COLUMNS", "INDEX_CSV", "EXCLUDED_CSV", "DATASET_JSON", "REPORT_JSON",
            "PREDICTIONS_CSV", "EPOCH_LOG_CSV", "EPOCH_PREDICTIONS_CSV", "RUN_JSON", "CAMS_DIR",
-           "METRICS_JSON", "MERGED", "PRED_COLUMNS", "WALL_KEYS", "CacheMismatchError",
-           "read_table", "write_index", "read_index", "cache_files", "write_cache", "cached_ids",
-           "load_cache", "check_cache", "cached_index", "FoldFrames", "spotter_choice",
-           "load_fold_frames", "load_frames", "frame_cache", "check_predictions",
-           "read_predictions", "load_predictions", "read_epoch_log", "run_info", "load_cams"]
+           "CHOICES_CSV", "METRICS_JSON", "LEAKAGE_CSV", "MERGED", "PRED_COLUMNS",
+           "EPOCH_COLUMNS", "WALL_KEYS", "read_record", "read_table", "write_index", "read_index",
+           "read_dataset_info", "write_apex_outputs", "read_apex_table", "read_apex_metrics",
+           "check_predictions", "read_predictions", "write_predictions", "load_predictions",
+           "read_epoch_log", "read_merged_epochs", "write_run", "read_run", "run_info",
+           "write_cams", "load_cams", "write_metrics", "read_metrics", "write_leakage",
+           "read_leakage", "read_calibration"]

@@ -13,6 +13,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mer_core import handover
 from mer_core.charts import plot_grouped
 from mer_core.metrics import compute
 
@@ -161,17 +162,15 @@ def check_experiments(results_dir: str | Path, predictions: Mapping[str, pd.Data
     results_dir = Path(results_dir)
     leak = []
     for name, p in predictions.items():
-        log_path = results_dir / name / "epoch_log.csv"
-        if not log_path.is_file():
-            print(f"{log_path}: not found, no leakage check for {name}")
+        log, ep = handover.read_merged_epochs(results_dir / name)
+        if log is None:
+            print(f"{results_dir / name / handover.EPOCH_LOG_CSV}: not found, no leakage check "
+                  f"for {name}")
             continue
-        log = pd.read_csv(log_path, dtype={"fold": str})
         n_test = p[p["seed"] == p["seed"].min()].groupby("subject").size().to_dict()
-        ep_path = results_dir / name / "epoch_predictions.csv"
-        ep = (pd.read_csv(ep_path, dtype={"fold": str, "sample_id": str}) if ep_path.is_file()
-              else None)
         if ep is None:
-            print(f"{ep_path}: not found, pooled UF1/UAR of the leakage check left out for {name}")
+            print(f"{results_dir / name / handover.EPOCH_PREDICTIONS_CSV}: not found, pooled "
+                  f"UF1/UAR of the leakage check left out for {name}")
         leak.append(leakage_table(log, n_test, epoch_predictions=ep, labels=labels)
                     .assign(experiment=name))
     if not leak:

@@ -59,7 +59,8 @@ from mer_core.config import ExperimentConfig, TrainConfig, check_strategy, parse
 from mer_core.fingerprints import (FingerprintError, check_fold, diff, fold_params, fold_stem,
                                    sha)
 from mer_core.fold import FoldJob, ModelFactory, prepare_images, train_fold
-from mer_core.handover import FoldFrames, check_cache, read_table
+from mer_core.frame_cache import FoldFrames, check_cache
+from mer_core.handover import read_table
 from mer_core.machine import available_cores, select_device, select_precision
 from mer_core.models import create_model, weights_path
 
@@ -119,7 +120,7 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
         cfg: the train section (seeds, folds shard, max_folds, optimiser, ...).
         index: the index (``sample_id``, ``subject``, ``label``), row order = cache order.
         images: N x S x S x 3 uint8 cache of ``exp.frames`` aligned with ``index``, or a
-            :class:`mer_core.handover.FoldFrames` (:func:`mer_core.handover.load_frames`) when the frames depend on
+            :class:`~mer_core.frame_cache.FoldFrames` (:func:`~mer_core.frame_cache.load_frames`) when the frames depend on
             the fold (``spotted:best``: the spotter chosen on the fold's training subjects).
         labels: class names in fixed order (``dataset.json: labels``).
         out_dir: ``results/<name>``.
@@ -262,6 +263,13 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
 
     stems = [fold_stem(s, k) for k, s in plan]
     if (i, n) == (0, 1) and cfg.max_folds == 0:
+        if not todo:
+            # Nothing trained in this call: the merged files of the same run stay as they are
+            # (their run.json records the call that trained the folds, its workers and time).
+            prev, merged = handover.read_run(out), out / handover.PREDICTIONS_CSV
+            if prev and prev.get("fingerprint") == run_fp and merged.is_file():
+                return handover.read_predictions(merged)
+            return merge_shards(out)  # folds of earlier calls: no elapsed time of this call
         return merge_shards(out, _elapsed=time.perf_counter() - t_start, _workers=workers)
     preds = _order(pd.concat([read_table(out / "folds" / f"{s}.csv") for s in stems],
                              ignore_index=True), index["sample_id"].astype(str).tolist())
@@ -360,10 +368,9 @@ def _run_fold(job: FoldJob, seed: int, subject: str, progress: bool) -> None:
     lab = np.asarray(labels, dtype=object)
     ids = job.sample_ids[test]
     cam = res["cam"]
-    with io.atomic_path(out / "cams" / f"{stem}.npz") as tmp, open(tmp, "wb") as f:
-        np.savez_compressed(f, sample_id=ids.astype(str), cam=cam.astype(np.float16),
-                            y_true=lab[y_true].astype(str), y_pred=lab[y_pred].astype(str),
-                            labels=np.asarray(labels, dtype=str), layer=np.asarray("layer3"))
+    handover.write_cams(out, stem, sample_id=ids.astype(str), cam=cam.astype(np.float16),
+                        y_true=lab[y_true].astype(str), y_pred=lab[y_pred].astype(str),
+                        labels=np.asarray(labels, dtype=str), layer=np.asarray("layer3"))
     epochs = pd.DataFrame(res["epochs"])
     epochs.insert(0, "fold", subject)
     epochs.insert(0, "seed", seed)
@@ -457,14 +464,14 @@ def merge_shards(out_dir: str | Path, _elapsed: float | None = None,
     preds = _order(pd.concat(frames, ignore_index=True), ref["sample_ids"])
     log = pd.concat(epochs, ignore_index=True).sort_values(["seed", "fold", "epoch"], kind="stable")
     ep = pd.concat(epoch_preds, ignore_index=True)
-    io.write_csv(out / handover.PREDICTIONS_CSV, preds)
+    handover.write_predictions(out, preds)
     io.write_csv(out / handover.EPOCH_LOG_CSV, log)
     io.write_csv(out / handover.EPOCH_PREDICTIONS_CSV, ep)
     train_s = sum(m["train_s"] for m in folds_meta)
     images = sum(m["train_images"] for m in folds_meta)
     fold_wall = sum(m["wall_s"] for m in folds_meta)
     train_cfg = {k: v for k, v in ref["train_config"].items() if k not in ("folds", "max_folds")}
-    io.write_json(out / handover.RUN_JSON, {
+    handover.write_run(out, {
         "experiment": params["experiment"],
         "experiment_config": {k: params[k] for k in ("frames", "backbone", "loss")},
         "train_config": train_cfg, "labels": params["labels"], "seeds": seeds,

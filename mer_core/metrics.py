@@ -1,5 +1,6 @@
 """Scores of LOSO predictions: pooled metrics, fold averages, majority baseline, seeds, per
-subject and confusion matrices; reads and checks ``predictions.csv``.
+subject and confusion matrices of a ``predictions.csv`` table (read and checked by
+:mod:`mer_core.handover`).
 
 Conventions (the MEGC convention, used for every headline number of this project):
 
@@ -21,7 +22,6 @@ Intervals and significance tests are in :mod:`mer_core.stats`; the evaluate stag
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Sequence
 
 import numpy as np

@@ -193,19 +193,17 @@ def results_markdown(header: Sequence[str], tables: Mapping[str, pd.DataFrame],
     return "\n".join(parts).rstrip() + "\n"
 
 
-def leakage_note(leakage_csv: str | Path) -> str:
+def leakage_note(leak: pd.DataFrame | None) -> str:
     """One sentence on the leakage check's inflation of every experiment, for the README.
 
     Args:
-        leakage_csv: ``reports/leakage.csv`` (the evaluate stage's leakage check).
+        leak: ``reports/leakage.csv`` (:func:`mer_core.handover.read_leakage`), or None.
 
     Returns:
-        The sentence, or "" when the file is missing or has no inflation row.
+        The sentence, or "" when there is no table or it has no inflation row.
     """
-    path = Path(leakage_csv)
-    if not path.is_file():
+    if leak is None:
         return ""
-    leak = pd.read_csv(path)
     infl = leak[leak["protocol"].str.startswith("inflation")]
     if not len(infl):
         return ""

@@ -19,8 +19,8 @@ from functools import lru_cache
 import cv2
 import numpy as np
 
-#: Frame rate of the rendered clips (CASME II's 200 fps): the clock of drift and flicker.
-FPS = 200
+from mer_core import vocab
+
 #: Darkening of an AU's wrinkles at the apex per px of amplitude (0.06 x 10 px = 60 %), capped
 #: at :data:`WRINKLE_MAX`.
 WRINKLE_PER_PX = 0.06
@@ -436,7 +436,7 @@ def render_clip(row, seed: int = 0, size: int = 128, amplitude: float = 10.0,
     rot = np.deg2rad(rng.normal(0, 1.2))
     light = rng.uniform(0.9, 1.1) * rng.uniform(0.97, 1.03, 3)
     sigma = rng.uniform(1.5, 3.5)
-    tt = np.arange(T) / FPS
+    tt = np.arange(T) / vocab.FPS["synthetic"]  # the clock of drift and flicker
     drift = np.zeros((T, 2))
     for k in range(3):
         amp = rng.uniform(.05, .15) * size / 128 / (k + 1) ** .5

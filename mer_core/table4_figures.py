@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 
 from mer_core.charts import save_figure
-from mer_core.handover import frame_cache, load_cams
+from mer_core.frame_cache import tested_frames
+from mer_core.handover import load_cams
 from mer_core.table4 import METRIC_COLUMNS
 
 
@@ -116,7 +117,7 @@ def gradcam_figure(cams_dir: str | Path, frames_dir: str | Path, strategy: str,
     if not (cams_dir.is_dir() and any(cams_dir.glob("*.npz"))):
         return None
     examples = select_cam_examples(load_cams(cams_dir), labels, per_class=per_class)
-    frames = frame_cache(frames_dir, strategy, index_ids)
+    frames = tested_frames(frames_dir, strategy, index_ids)
     return plot_gradcam(examples, frames, index_ids, labels, path, dpi)
 
 

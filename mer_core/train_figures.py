@@ -16,7 +16,7 @@ from typing import Iterable, Sequence
 
 import pandas as pd
 
-from mer_core import handover, io, metrics
+from mer_core import handover, metrics
 
 
 def run_summary(preds: pd.DataFrame, index: pd.DataFrame, out_dir: str | Path,
@@ -34,13 +34,14 @@ def run_summary(preds: pd.DataFrame, index: pd.DataFrame, out_dir: str | Path,
     Returns:
         The line.
     """
-    run_json = Path(out_dir) / handover.RUN_JSON
-    if run_json.is_file() and len(preds["subject"].unique()) == index["subject"].nunique():
-        run = io.read_json(run_json)
+    run = handover.read_run(out_dir)
+    if run is not None and len(preds["subject"].unique()) == index["subject"].nunique():
         return (f"device {run['device']}, precision {run['precision']}, {run['workers']} "
                 f"worker(s) x {run['threads']} thread(s): {run['mean_fold_s']:.1f} s per fold, "
                 f"{run['train_images_per_s']:.0f} training images/s per worker, "
-                f"{run['wall_s_this_call'] / 60:.1f} min elapsed in this call")
+                + (f"{run['wall_s_this_call'] / 60:.1f} min elapsed in the call that trained them"
+                   if run.get("wall_s_this_call") is not None else
+                   f"{run['wall_s_folds'] / 60:.1f} min of fold time (merged from earlier calls)"))
     return (f"partial run (folds={folds!r}, max_folds={max_folds}): {preds['subject'].nunique()} "
             "fold(s) here; predictions.csv is written once every fold exists (loso.merge_shards)")
 

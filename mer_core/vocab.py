@@ -16,6 +16,8 @@ from __future__ import annotations
 
 #: Datasets :func:`mer_core.datasets.load_index` reads.
 DATASETS = ("synthetic", "casme2", "samm")
+#: Frame rate of each dataset's videos (the synthetic set is made in CASME II's image).
+FPS = {"synthetic": 200, "casme2": 200, "samm": 200}
 
 _CASME = ("casme2", "synthetic")
 _CASME_EMOTIONS = ("happiness", "disgust", "repression", "surprise", "fear", "sadness", "others")

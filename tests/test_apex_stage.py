@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer_core import apex_stage, faces, handover, vocab
+from mer_core import apex_stage, faces, frame_cache, handover, vocab
 from mer_core.config import ApexConfig
 
 from test_apex import make_clip
@@ -139,17 +139,34 @@ def built(tmp_path_factory):
 def test_stage_writes_every_strategy_aligned_to_the_index(built):
     index, out, rep = built
     for s in vocab.cached_strategies(METHODS.split(",")):
-        arr = handover.load_cache(out / "frames", s, index)
+        arr = frame_cache.load_cache(out / "frames", s, index)
         assert arr.shape == (4, 32, 32, 3) and arr.dtype == np.uint8
-        ids = handover.cached_ids(out / "frames", s)
+        ids = frame_cache.cached_ids(out / "frames", s)
         assert ids.columns.tolist() == ["sample_id", "frame", "source"]
         assert ids["sample_id"].tolist() == index["sample_id"].tolist()
-    onset = handover.cached_ids(out / "frames", "onset")
+    onset = frame_cache.cached_ids(out / "frames", "onset")
     assert onset["frame"].tolist() == index["onset"].tolist()
-    middle = handover.cached_ids(out / "frames", "middle")
+    middle = frame_cache.cached_ids(out / "frames", "middle")
     assert middle["frame"].tolist() == (index["onset"] + (index["offset"] - index["onset"]) // 2).tolist()
-    rnd = handover.cached_ids(out / "frames", "random")["frame"]
+    rnd = frame_cache.cached_ids(out / "frames", "random")["frame"]
     assert ((rnd >= index["onset"]) & (rnd <= index["offset"])).all()
+
+
+def test_stage_caches_evenly_spaced_grey_clips(built):
+    index, out, rep = built
+    clips = frame_cache.load_clips(out / "frames", index)
+    assert clips.shape == (4, ApexConfig().clip_frames, 32, 32) and clips.dtype == np.uint8
+    ids = pd.read_csv(out / "frames" / "clips.csv")
+    for row, frames in zip(index.itertuples(), ids["frames"]):
+        got = [int(f) for f in frames.split()]
+        assert got[0] == row.onset and got[-1] == row.offset and got == sorted(got)
+    onset = frame_cache.load_cache(out / "frames", "onset", index)
+    grey = np.stack([cv2.cvtColor(f, cv2.COLOR_RGB2GRAY) for f in onset])
+    assert np.array_equal(clips[:, 0], grey)  # first clip frame = the cached onset, in grey
+    with pytest.raises(frame_cache.CacheMismatchError, match="in another order"):
+        frame_cache.load_clips(out / "frames", index.iloc[::-1])
+    with pytest.raises(FileNotFoundError, match="clip cache not found"):
+        frame_cache.load_clips(out / "nowhere", index)
 
 
 def test_stage_spots_and_scores(built):
@@ -163,10 +180,10 @@ def test_stage_spots_and_scores(built):
         assert metrics[m]["n_scored"] == 3 and metrics[m]["n_excluded_na"] == 1
         assert metrics[m]["mae_frames"] <= 3, (m, metrics[m])
     truth = {sid(c): on + a for c, on, _, a, _ in CLIPS}
-    spotted = handover.cached_ids(out / "frames", f"spotted:{metrics['best']}")
+    spotted = frame_cache.cached_ids(out / "frames", f"spotted:{metrics['best']}")
     assert all(abs(f - truth[s]) <= 3 for s, f in zip(spotted["sample_id"], spotted["frame"]))
     with pytest.raises(ValueError, match="per LOSO fold"):
-        handover.load_cache(out / "frames", "spotted:best", index)
+        frame_cache.load_cache(out / "frames", "spotted:best", index)
 
 
 def test_spotter_is_chosen_per_fold_on_the_training_subjects_only(built):
@@ -174,7 +191,7 @@ def test_spotter_is_chosen_per_fold_on_the_training_subjects_only(built):
     table = pd.read_csv(out / "apex.csv").dropna(subset=["apex_annotated"])
     table["err"] = (table["apex_pred"] - table["apex_annotated"]).abs()
     table["subject"] = table["sample_id"].str.split("/").str[1]
-    choice = handover.spotter_choice(out / "frames")
+    choice = frame_cache.spotter_choice(out / "frames")
     assert set(choice) == {"sub01", "sub02"}
     for test_subject, method in choice.items():
         train = table[(table["subject"] != test_subject) & (table["method"] != "middle")]
@@ -185,28 +202,28 @@ def test_spotter_is_chosen_per_fold_on_the_training_subjects_only(built):
 
 def test_fold_frames_follow_the_fold_spotter(built):
     index, out, rep = built
-    choice = handover.spotter_choice(out / "frames")
-    best = handover.load_fold_frames(out / "frames", "spotted:best", index)
-    ann = handover.load_fold_frames(out / "frames", "annotated", index)
-    plain = handover.load_cache(out / "frames", "annotated", index)
+    choice = frame_cache.spotter_choice(out / "frames")
+    best = frame_cache.load_fold_frames(out / "frames", "spotted:best", index)
+    ann = frame_cache.load_fold_frames(out / "frames", "annotated", index)
+    plain = frame_cache.load_cache(out / "frames", "annotated", index)
     na = index["apex"].isna().to_numpy()
     for subject, method in choice.items():
-        spotted = handover.load_cache(out / "frames", f"spotted:{method}", index)
+        spotted = frame_cache.load_cache(out / "frames", f"spotted:{method}", index)
         assert np.array_equal(best.for_fold(subject), spotted)
         assert np.array_equal(ann.for_fold(subject)[na], spotted[na])
         assert np.array_equal(ann.for_fold(subject)[~na], plain[~na])
-    onset = handover.load_fold_frames(out / "frames", "onset", index)
+    onset = frame_cache.load_fold_frames(out / "frames", "onset", index)
     assert list(onset.variants) == ["onset"] and onset.key("sub99") == "onset"
 
 
 def test_annotated_uses_the_annotation_and_says_when_it_cannot(built):
     index, out, rep = built
-    ann = handover.cached_ids(out / "frames", "annotated")
-    own = handover.spotter_choice(out / "frames")["sub02"]   # EP03_3's own fold
+    ann = frame_cache.cached_ids(out / "frames", "annotated")
+    own = frame_cache.spotter_choice(out / "frames")["sub02"]   # EP03_3's own fold
     assert ann["frame"].tolist()[:2] == [35, 16] and ann["frame"].tolist()[3] == 27
     assert ann["source"].tolist()[0] == "annotated"
     assert ann["source"].tolist()[2] == f"spotted:{own} (annotated apex NA; spotter of the clip's fold)"
-    assert ann["frame"].tolist()[2] == handover.cached_ids(out / "frames", f"spotted:{own}")["frame"][2]
+    assert ann["frame"].tolist()[2] == frame_cache.cached_ids(out / "frames", f"spotted:{own}")["frame"][2]
     report = json.loads((out / "apex_report.json").read_text())
     assert report["annotated_fallback"]["clips"] == [sid("EP03_3")]
     assert report["n_cached"] == 4 and report["skipped"] == []
@@ -216,24 +233,24 @@ def test_same_result_with_one_worker(built, tmp_path):
     index, out, rep = built
     out1, _ = run_stage(tmp_path, index, workers=1)
     for s in ("random", "annotated", "spotted:frame_diff"):
-        assert np.array_equal(handover.load_cache(out1 / "frames", s, index),
-                              handover.load_cache(out / "frames", s, index))
-    assert handover.spotter_choice(out1 / "frames") == handover.spotter_choice(out / "frames")
+        assert np.array_equal(frame_cache.load_cache(out1 / "frames", s, index),
+                              frame_cache.load_cache(out / "frames", s, index))
+    assert frame_cache.spotter_choice(out1 / "frames") == frame_cache.spotter_choice(out / "frames")
 
 
 def test_load_cache_refuses_a_mismatched_index(built):
     index, out, _ = built
-    with pytest.raises(handover.CacheMismatchError, match="another order; first difference at row 0"):
-        handover.load_cache(out / "frames", "onset", index.iloc[::-1])
-    with pytest.raises(handover.CacheMismatchError, match=r"holds 4 clips, the index 3"):
-        handover.load_cache(out / "frames", "onset", index.iloc[:3])
+    with pytest.raises(frame_cache.CacheMismatchError, match="another order; first difference at row 0"):
+        frame_cache.load_cache(out / "frames", "onset", index.iloc[::-1])
+    with pytest.raises(frame_cache.CacheMismatchError, match=r"holds 4 clips, the index 3"):
+        frame_cache.load_cache(out / "frames", "onset", index.iloc[:3])
     bigger = pd.concat([index, index.iloc[:1].assign(sample_id="synthetic/sub02/new")])
-    with pytest.raises(handover.CacheMismatchError, match="synthetic/sub02/new"):
-        handover.load_cache(out / "frames", "onset", bigger)
+    with pytest.raises(frame_cache.CacheMismatchError, match="synthetic/sub02/new"):
+        frame_cache.load_cache(out / "frames", "onset", bigger)
     with pytest.raises(FileNotFoundError, match="spotted-frequency.csv"):
-        handover.load_cache(out / "frames", "spotted:frequency", index)
+        frame_cache.load_cache(out / "frames", "spotted:frequency", index)
     # a list of ids works as the index too
-    assert len(handover.load_cache(out / "frames", "onset", index["sample_id"].tolist())) == 4
+    assert len(frame_cache.load_cache(out / "frames", "onset", index["sample_id"].tolist())) == 4
 
 
 def test_load_cache_checks_the_array(built, tmp_path):
@@ -242,8 +259,8 @@ def test_load_cache_checks_the_array(built, tmp_path):
     d.mkdir()
     (d / "onset.csv").write_text((out / "frames" / "onset.csv").read_text())
     np.save(d / "onset.npy", np.zeros((3, 32, 32, 3), np.uint8))
-    with pytest.raises(handover.CacheMismatchError, match=r"expected uint8 4 x S x S x 3"):
-        handover.load_cache(d, "onset", index)
+    with pytest.raises(frame_cache.CacheMismatchError, match=r"expected uint8 4 x S x S x 3"):
+        frame_cache.load_cache(d, "onset", index)
 
 
 SMALL = CLIPS[:3]
@@ -273,9 +290,9 @@ def test_non_strict_skips_and_reports_consistently(tmp_path):
     assert report["n_cached"] == 2 and report["n_index"] == 3
     kept = index[index["sample_id"] != "synthetic/sub01/EP01_1"]
     for s in vocab.cached_strategies(METHODS.split(",")):
-        assert len(handover.load_cache(out / "frames", s, kept)) == 2
-    with pytest.raises(handover.CacheMismatchError, match="EP01_1"):
-        handover.load_cache(out / "frames", "onset", index)
+        assert len(frame_cache.load_cache(out / "frames", s, kept)) == 2
+    with pytest.raises(frame_cache.CacheMismatchError, match="EP01_1"):
+        frame_cache.load_cache(out / "frames", "onset", index)
     assert "EP01_1" not in set(pd.read_csv(out / "apex.csv")["sample_id"])
 
 
@@ -293,8 +310,8 @@ def test_max_clips_and_bad_config(tmp_path):
     index = write_dataset(tmp_path / "data", size=32, clips=SMALL)
     out, rep = run_stage(tmp_path, index, max_clips=2)
     assert rep["n_cached"] == 2
-    with pytest.raises(handover.CacheMismatchError):
-        handover.load_cache(out / "frames", "onset", index)
+    with pytest.raises(frame_cache.CacheMismatchError):
+        frame_cache.load_cache(out / "frames", "onset", index)
     with pytest.raises(ValueError, match="empty"):
         run_stage(tmp_path, index.iloc[:0])
 
@@ -304,12 +321,12 @@ def test_report_shows_each_clip_with_its_own_fold_frame(built):
 
     index, out, rep = built
     ids = index["sample_id"].tolist()
-    choice = handover.spotter_choice(out / "frames")
-    shown = handover.frame_cache(out / "frames", "spotted:best", ids)
+    choice = frame_cache.spotter_choice(out / "frames")
+    shown = frame_cache.tested_frames(out / "frames", "spotted:best", ids)
     for i, sid in enumerate(ids):
-        own = handover.load_cache(out / "frames", f"spotted:{choice[sid.split('/')[1]]}", index)
+        own = frame_cache.load_cache(out / "frames", f"spotted:{choice[sid.split('/')[1]]}", index)
         assert np.array_equal(shown[i], own[i])
-    assert np.array_equal(handover.frame_cache(out / "frames", "onset", ids),
-                          handover.load_cache(out / "frames", "onset", index))
-    with pytest.raises(handover.CacheMismatchError):
-        handover.frame_cache(out / "frames", "onset", ids[::-1])
+    assert np.array_equal(frame_cache.tested_frames(out / "frames", "onset", ids),
+                          frame_cache.load_cache(out / "frames", "onset", index))
+    with pytest.raises(frame_cache.CacheMismatchError):
+        frame_cache.tested_frames(out / "frames", "onset", ids[::-1])

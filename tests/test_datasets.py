@@ -428,14 +428,14 @@ def test_build_index_synthetic(tmp_path):
 def test_card(casme, tmp_path):
     import matplotlib
     matplotlib.use("Agg")
-    from mer_core import card
+    from mer_core import card, charts
 
     out = ds.apply_protocol(ds.load_index("casme2", casme), "casme2-5class")
     table = card.class_subject_table(out)
     assert list(table.columns) == vocab.protocol_labels("casme2-5class") + ["total"]
     assert table.loc["total", "total"] == 7 and table.loc["sub01", "disgust"] == 1
     assert card.clip_lengths(out).iloc[0] == 5
-    stats = card.clip_length_stats(out)
+    stats = card.clip_length_stats(out, fps=200)
     assert stats["min"] == 3 and stats["max"] == 5 and stats["apex_na"] == 2
     ex = card.pick_examples(out)
     # surprise has no clip with an annotated apex: left out of the strips
@@ -443,10 +443,11 @@ def test_card(casme, tmp_path):
     diff, gain = card.difference_image(np.zeros((4, 4, 3), np.uint8),
                                        np.full((4, 4, 3), 2, np.uint8))
     assert diff.max() == 255 and gain == pytest.approx(127.5)
-    card.save_figure(card.class_subject_figure(table), tmp_path / "f" / "table.png")
-    png = card.save_figure(card.class_strip_figure(out), tmp_path / "f" / "strip.png")
-    card.save_figure(card.clip_length_figure(out), tmp_path / "f" / "len.png")
+    charts.save_figure(card.class_subject_figure(table), tmp_path / "f" / "table.png", tight=True)
+    png = charts.save_figure(card.class_strip_figure(out), tmp_path / "f" / "strip.png", tight=True)
+    charts.save_figure(card.clip_length_figure(out, fps=200), tmp_path / "f" / "len.png",
+                       tight=True)
     assert png.stat().st_size > 1000
-    summary = card.card_summary(out, {"labels": vocab.protocol_labels("casme2-5class")})
+    summary = card.card_summary(out, {"labels": vocab.protocol_labels("casme2-5class"), "fps": 200})
     assert summary["per_class"]["others"] == 1 and summary["n_clips"] == 7
     json.dumps(summary)

@@ -164,4 +164,9 @@ def test_run_summary(tmp_path):
         "train_images_per_s": 40.4, "wall_s_this_call": 90.0}))
     assert train_figures.run_summary(preds, index, tmp_path) == (
         "device cpu, precision fp32, 2 worker(s) x 1 thread(s): 3.2 s per fold, "
-        "40 training images/s per worker, 1.5 min elapsed in this call")
+        "40 training images/s per worker, 1.5 min elapsed in the call that trained them")
+    (tmp_path / "run.json").write_text(json.dumps({
+        "device": "cpu", "precision": "fp32", "workers": None, "threads": 1, "mean_fold_s": 3.21,
+        "train_images_per_s": 40.4, "wall_s_this_call": None, "wall_s_folds": 120.0}))
+    assert train_figures.run_summary(preds, index, tmp_path).endswith(
+        "2.0 min of fold time (merged from earlier calls)")

@@ -109,14 +109,14 @@ def test_header_names_calibration_subject_bootstrap_and_machine(project):
 
 def test_leakage_note_names_every_experiments_inflation(tmp_path):
     csv = tmp_path / "leakage.csv"
-    assert R.leakage_note(csv) == ""
+    assert R.leakage_note(handover.read_leakage(csv)) == ""
     csv.write_text("experiment,protocol,pooled_accuracy,pooled_uf1\n"
                    "a,fixed epoch budget (valid),0.5,0.4\n"
                    "a,inflation (INVALID - valid),0.05,0.031\n"
                    "b,inflation (INVALID - valid),-0.01,0.0\n")
-    note = R.leakage_note(csv)
+    note = R.leakage_note(handover.read_leakage(csv))
     assert note.startswith("Leakage check (invalid protocol, not a result)")
     assert "+5.0 pp / +0.031 (`a`), -1.0 pp / +0.000 (`b`)" in note
     assert note.endswith("see `reports/leakage.csv` and `reports/03_evaluate.html`.")
     csv.write_text("experiment,protocol,pooled_accuracy,pooled_uf1\na,fixed,0.5,0.4\n")
-    assert R.leakage_note(csv) == ""
+    assert R.leakage_note(handover.read_leakage(csv)) == ""

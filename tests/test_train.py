@@ -1,4 +1,5 @@
 import dataclasses
+import shutil
 
 import numpy as np
 import pandas as pd
@@ -9,7 +10,8 @@ from mer_core import io
 from mer_core.config import ConfigError, ExperimentConfig, TrainConfig
 from mer_core.fingerprints import FingerprintError
 from mer_core.fold import BatchAugment, fold_seed
-from mer_core.handover import CacheMismatchError, FoldFrames, load_frames, read_epoch_log
+from mer_core.frame_cache import CacheMismatchError, FoldFrames, load_frames
+from mer_core.handover import read_epoch_log
 from mer_core.loso import IncompleteError, merge_shards, plan_folds, plan_workers, run_experiment
 from mer_core.machine import select_precision
 from mer_core.models import create_model
@@ -121,6 +123,23 @@ def test_interrupted_run_resumes_to_identical_predictions(full_run, tmp_path):
     assert (other / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
     pd.testing.assert_frame_equal(pd.read_csv(other / "epoch_log.csv"),
                                   pd.read_csv(out / "epoch_log.csv"))
+
+
+@pytest.mark.slow
+def test_a_call_that_trains_nothing_keeps_the_run_record(full_run, tmp_path):
+    """Every fold reused (a stage rerun for a docstring): run.json still records the call that
+    trained the folds; merging shards trained elsewhere records no elapsed time of its own."""
+    out, _ = full_run
+    again = tmp_path / "apex_annotated"
+    shutil.copytree(out, again)
+    before = (again / "run.json").read_bytes()
+    run(again)
+    assert (again / "run.json").read_bytes() == before
+    (again / "run.json").unlink()
+    run(again)
+    rec = io.read_json(again / "run.json")
+    assert rec["wall_s_this_call"] is None and rec["workers"] is None and rec["wall_s_folds"] > 0
+    assert (again / "predictions.csv").read_bytes() == (out / "predictions.csv").read_bytes()
 
 
 @pytest.mark.slow

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from mer_core import apex, apex_stage, config, handover, losses, models, table4, vocab
+from mer_core import apex, apex_stage, config, frame_cache, losses, models, table4, vocab
 from mer_core.config import ApexConfig, ConfigError, DataConfig, ExperimentConfig
 
 from test_apex_stage import write_dataset
@@ -95,7 +95,7 @@ def test_a_new_spotter_is_one_name_and_its_curve(tmp_path, monkeypatch):
         metrics_json=out / "apex_metrics.json", report_json=out / "apex_report.json",
         progress=False)
     assert (out / "frames" / "spotted-toy.npy").is_file()
-    assert handover.load_cache(out / "frames", "spotted:toy", index).shape[0] == len(index)
+    assert frame_cache.load_cache(out / "frames", "spotted:toy", index).shape[0] == len(index)
     specs = {"a": {"frames": "spotted:toy", "backbone": vocab.PAPER_BACKBONE,
                    "loss": vocab.PAPER_LOSS},
              "b": {"frames": "onset", "backbone": vocab.PAPER_BACKBONE, "loss": vocab.PAPER_LOSS}}
