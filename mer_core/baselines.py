@@ -8,9 +8,16 @@ Every option is fixed in advance (``params.yaml`` section ``baselines``) except 
 regularisation C, which each fold chooses by group k-fold cross-validation over its own training
 subjects (inner predictions pooled and scored by UF1); the test subject never takes part in a
 choice. Then the model is refitted on all training clips with the chosen C.
+
+The test predictions of every C of the grid are kept too (``grid_predictions.csv``): the leakage
+check (:mod:`mer_core.leakage`) shows what choosing C on the test subject would have given, as
+it does for the deep rows' epochs. Outputs per baseline, in ``results/baselines/<name>/``:
+``predictions.csv``, ``choices.csv``, ``grid_predictions.csv``, ``run.json``
+(:mod:`mer_core.handover`).
 """
 from __future__ import annotations
 
+import hashlib
 import time
 import warnings
 from dataclasses import dataclass
@@ -21,6 +28,7 @@ import cv2
 import numpy as np
 import pandas as pd
 from skimage.feature import local_binary_pattern
+from threadpoolctl import threadpool_limits
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import GroupKFold
@@ -28,10 +36,9 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from mer_core import handover, io, metrics, vocab
+from mer_core import frame_cache, handover, metrics, vocab
 from mer_core.config import BaselinesConfig
-
-CHOICES_CSV = "choices.csv"
+from mer_core.frame_cache import FoldFrames
 
 
 @dataclass(frozen=True)
@@ -196,7 +203,9 @@ def fit_predict(X_train, y_train, groups_train, X_test, kind: str, c_grid: Seque
     Returns:
         ``pred`` (class names of X_test), ``proba`` (n_test x K, ``labels`` order; for the SVM a
         softmax of the decision values), ``C`` (chosen: best pooled inner UF1, ties to the
-        smaller C), ``inner_uf1`` (C -> inner UF1), ``not_converged`` (ConvergenceWarnings).
+        smaller C), ``inner_uf1`` (C -> inner UF1), ``grid`` (C -> class names of X_test with
+        that C fitted on all training clips: for the leakage check only), ``not_converged``
+        (ConvergenceWarnings).
 
     Raises:
         ValueError: fewer than two training subjects (no inner split possible).
@@ -220,16 +229,20 @@ def fit_predict(X_train, y_train, groups_train, X_test, kind: str, c_grid: Seque
         inner_uf1[C] = metrics.compute(y_train, pred, labels)["uf1"]
     best = max(inner_uf1.values())
     chosen = min(C for C, s in inner_uf1.items() if s >= best - 1e-12)
-    proba, n = _fit_scores(X_train, y_train, X_test, kind, chosen, seed, labels)
-    return {"pred": np.asarray(labels)[proba.argmax(axis=1)], "proba": proba, "C": chosen,
-            "inner_uf1": inner_uf1, "not_converged": warned + n}
+    probas = {}
+    for C in sorted(c_grid):
+        probas[C], n = _fit_scores(X_train, y_train, X_test, kind, C, seed, labels)
+        warned += n
+    grid = {C: np.asarray(labels)[p.argmax(axis=1)] for C, p in probas.items()}
+    return {"pred": grid[chosen], "proba": probas[chosen], "C": chosen, "inner_uf1": inner_uf1,
+            "grid": grid, "not_converged": warned}
 
 
 # ----------------------------------------------------------------------------- LOSO
 
 def run_loso(features, index: pd.DataFrame, labels: Sequence[str], kind: str,
              c_grid: Sequence[float], inner_folds: int, seed: int = 0
-             ) -> tuple[pd.DataFrame, pd.DataFrame]:
+             ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """One fold per test subject (sorted): fit on every other subject, predict this one.
 
     Args:
@@ -240,8 +253,9 @@ def run_loso(features, index: pd.DataFrame, labels: Sequence[str], kind: str,
 
     Returns:
         ``predictions`` (:data:`mer_core.handover.PRED_COLUMNS` with ``p_<class>`` per class of
-        ``labels`` before ``seed``; index order) and ``choices`` (per fold: subject, C,
-        inner_uf1, n_train, n_test, seconds, not_converged).
+        ``labels`` before ``seed``; index order), ``choices`` (per fold: subject, C,
+        inner_uf1, n_train, n_test, seconds, not_converged) and ``grid`` (per fold, C of the
+        grid and test clip: seed, fold, C, sample_id, y_true, y_pred).
 
     Raises:
         ValueError: a label outside ``labels``, or features with another row count.
@@ -253,7 +267,8 @@ def run_loso(features, index: pd.DataFrame, labels: Sequence[str], kind: str,
     get = features if callable(features) else (lambda _subject: features)
     proba = np.zeros((len(index), len(labels)))
     pred = np.empty(len(index), dtype=object)
-    choices = []
+    choices, grid = [], []
+    ids = index["sample_id"].astype(str).to_numpy()
     for s in sorted(set(subjects)):
         start = time.perf_counter()
         X = np.asarray(get(s))
@@ -263,6 +278,8 @@ def run_loso(features, index: pd.DataFrame, labels: Sequence[str], kind: str,
         r = fit_predict(X[~test], y[~test], subjects[~test], X[test], kind, c_grid,
                         inner_folds, labels, seed)
         pred[test], proba[test] = r["pred"], r["proba"]
+        grid += [pd.DataFrame({"seed": int(seed), "fold": s, "C": C, "sample_id": ids[test],
+                               "y_true": y[test], "y_pred": p}) for C, p in r["grid"].items()]
         choices.append({"subject": s, "C": r["C"], "inner_uf1": r["inner_uf1"][r["C"]],
                         "n_train": int((~test).sum()), "n_test": int(test.sum()),
                         "seconds": round(time.perf_counter() - start, 3),
@@ -271,13 +288,14 @@ def run_loso(features, index: pd.DataFrame, labels: Sequence[str], kind: str,
                                 "subject": subjects, "y_true": y, "y_pred": pred.astype(str),
                                 **{f"p_{c}": proba[:, i] for i, c in enumerate(labels)},
                                 "seed": int(seed)})
-    return handover.check_predictions(predictions, "baseline predictions"), pd.DataFrame(choices)
+    return (handover.check_predictions(predictions, "baseline predictions"),
+            pd.DataFrame(choices), pd.concat(grid, ignore_index=True))
 
 
 def _per_fold(frames, transform: Callable) -> Callable:
     """``subject -> transform(that fold's frames)`` for an array or a FoldFrames, transforming
     each distinct array once."""
-    if isinstance(frames, handover.FoldFrames):
+    if isinstance(frames, FoldFrames):
         done = {key: transform(arr) for key, arr in frames.variants.items()}
         return lambda subject: done[frames.key(subject)]
     if frames is None:
@@ -288,7 +306,7 @@ def _per_fold(frames, transform: Callable) -> Callable:
 
 def run_baseline(name: str, cfg: BaselinesConfig, index: pd.DataFrame, labels: Sequence[str],
                  clips=None, apex=None, onset=None, seed: int = 0
-                 ) -> tuple[pd.DataFrame, pd.DataFrame]:
+                 ) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
     """Build one baseline's features and run it over the LOSO folds (:func:`run_loso`).
 
     Args:
@@ -302,7 +320,7 @@ def run_baseline(name: str, cfg: BaselinesConfig, index: pd.DataFrame, labels: S
         seed: the SVM's random state, written in the predictions.
 
     Returns:
-        ``(predictions, choices)`` as :func:`run_loso`.
+        ``(predictions, choices, grid)`` as :func:`run_loso`.
 
     Raises:
         ValueError: unknown name, or an input the baseline needs is missing.
@@ -325,17 +343,84 @@ def run_baseline(name: str, cfg: BaselinesConfig, index: pd.DataFrame, labels: S
 
 
 def write_baseline(out_dir: str | Path, predictions: pd.DataFrame, choices: pd.DataFrame,
-                   info: dict) -> None:
-    """Write ``predictions.csv``, ``choices.csv`` and ``run.json`` (``info`` plus the summed
-    fold wall time ``wall_s_folds`` and ``n_folds``) into ``out_dir``, atomically."""
-    out_dir = Path(out_dir)
-    io.write_csv(out_dir / handover.PREDICTIONS_CSV, predictions)
-    io.write_csv(out_dir / CHOICES_CSV, choices)
-    io.write_json(out_dir / handover.RUN_JSON,
-                  {**info, "wall_s_folds": round(float(choices["seconds"].sum()), 1),
-                   "n_folds": len(choices)})
+                   grid: pd.DataFrame, info: dict) -> None:
+    """Write one baseline's ``predictions.csv``, ``choices.csv``, ``grid_predictions.csv`` and
+    ``run.json`` (``info`` plus the summed fold wall time ``wall_s_folds`` and ``n_folds``)
+    into ``out_dir``, atomically (:mod:`mer_core.handover`); ``run.json`` last."""
+    handover.write_predictions(out_dir, predictions)
+    handover.write_baseline_choices(out_dir, choices, grid)
+    handover.write_run(out_dir, {**info, "wall_s_folds": round(float(choices["seconds"].sum()), 1),
+                                 "n_folds": len(choices)})
 
 
-__all__ = ["BaselineSpec", "FEATURES", "CHOICES_CSV", "n_codes", "lbp_top", "lbp_top_features",
+def run_baselines(index: pd.DataFrame, labels: Sequence[str], frames_dir: str | Path,
+                  cfg: BaselinesConfig, out_dir: str | Path, seed: int = 0,
+                  progress: bool = True) -> dict[str, pd.DataFrame]:
+    """The baselines stage: every baseline of ``cfg.names`` over the LOSO folds, written to
+    ``<out_dir>/<name>/``. A baseline already written with the same settings, inputs and code
+    is read back, not refitted (an interrupted stage resumes).
+
+    Args:
+        index: the clips the apex stage cached (:func:`mer_core.frame_cache.cached_index`).
+        labels: the protocol's classes.
+        frames_dir: the apex stage's caches (clips, onset and ``cfg.apex`` frames).
+        cfg: the ``baselines`` section.
+        out_dir: ``results/baselines``.
+        seed: the SVM's random state.
+        progress: print one line per baseline.
+
+    Returns:
+        name -> predictions.
+    """
+    need = {FEATURES[n].needs for n in cfg.name_list}
+    inputs = {
+        "clips": frame_cache.load_clips(frames_dir, index) if "clips" in need else None,
+        "apex": frame_cache.load_frames(frames_dir, cfg.apex, index) if need - {"clips"} else None,
+        "onset": frame_cache.load_cache(frames_dir, "onset", index)
+        if "apex-onset" in need else None,
+    }
+    arrays = {k: (list(v.variants.values()) if isinstance(v, FoldFrames) else [v])
+              for k, v in inputs.items() if v is not None}
+    h = hashlib.sha256()
+    for part in [a.tobytes() for k in sorted(arrays) for a in arrays[k]] + \
+            [str(v).encode() for v in (*index["sample_id"], *index["label"])]:
+        h.update(part + b"\0")
+    data, code = h.hexdigest()[:16], hashlib.sha256(Path(__file__).read_bytes()).hexdigest()[:16]
+    out = {}
+    for name in cfg.name_list:
+        with threadpool_limits(1):  # small fits: a BLAS thread pool costs more than it gives
+            out[name] = _run_one(name, cfg, index, labels, inputs, Path(out_dir) / name, seed,
+                                 data, code, progress)
+    return out
+
+
+def _run_one(name: str, cfg: BaselinesConfig, index: pd.DataFrame, labels: Sequence[str],
+             inputs: dict, where: Path, seed: int, data: str, code: str,
+             progress: bool) -> pd.DataFrame:
+    """One baseline of :func:`run_baselines`, read back when ``where`` holds it with the same
+    settings (config, seed, labels, input hash ``data``, module hash ``code``)."""
+    settings = {"baseline": name, "config": {k: getattr(cfg, k) for k in (
+        "apex", "lbp_grid", "lbp_points", "lbp_radius", "probe_size", "c_grid",
+        "inner_folds")}, "seed": int(seed), "labels": list(labels), "data": data,
+        "code": code}
+    prev = handover.read_run(where)
+    if prev is not None and prev.get("settings") == settings:
+        progress and print(f"{name}: reused ({where} has the same settings)")
+        return handover.read_predictions(where / handover.PREDICTIONS_CSV)
+    start = time.perf_counter()
+    pred, choices, grid = run_baseline(name, cfg, index, labels, seed=seed, **inputs)
+    wall = time.perf_counter() - start
+    write_baseline(where, pred, choices, grid, {
+        "experiment": name, "display": vocab.BASELINES[name], "settings": settings,
+        "wall_s_this_call": round(wall, 1), "n_clips": len(index),
+        "n_subjects": int(index["subject"].nunique()), "device": "cpu", "workers": 1,
+        "threads": 1})
+    progress and print(f"{name}: {len(choices)} folds in {wall:.1f} s; C chosen per fold: "
+                       + ", ".join(f"{c:g} x{n}" for c, n in
+                                   choices["C"].value_counts().sort_index().items()))
+    return pred
+
+
+__all__ = ["BaselineSpec", "FEATURES", "n_codes", "lbp_top", "lbp_top_features",
            "pixel_features", "difference_features", "fit_predict", "run_loso", "run_baseline",
-           "write_baseline"]
+           "write_baseline", "run_baselines"]

@@ -13,6 +13,7 @@ from skimage.feature import local_binary_pattern
 
 from mer_core import baselines, handover, io, vocab
 from mer_core.config import BaselinesConfig
+from mer_core.frame_cache import FoldFrames
 
 LABELS = ["a", "b", "c"]
 
@@ -171,8 +172,8 @@ def test_c_is_chosen_on_the_training_subjects_only(monkeypatch):
     monkeypatch.setattr(baselines, "_fit_scores", spy_fit)
     monkeypatch.setattr(baselines.metrics, "compute", spy_compute)
     baselines.fit_predict(X[~test], y[~test], g[~test], X[test], "logreg", [0.1, 1], 3, LABELS)
-    *inner, final = calls
-    assert len(inner) == 2 * 3 and final == (set(range(5)), {5})
+    inner, final = calls[:2 * 3], calls[2 * 3:]  # then one fit per C on all training subjects
+    assert final == [(set(range(5)), {5})] * 2
     for fit_subjects, val_subjects in inner:  # whole subjects, never the test subject
         assert not fit_subjects & val_subjects and 5 not in fit_subjects | val_subjects
     assert scored == [(~test).sum()] * 2
@@ -244,7 +245,8 @@ def test_run_loso_predicts_every_clip_once_in_index_order(monkeypatch):
         asked.append(subject)
         return X
 
-    pred, choices = baselines.run_loso(features, index, LABELS, "logreg", [0.1, 1], 3, seed=7)
+    pred, choices, grid = baselines.run_loso(features, index, LABELS, "logreg", [0.1, 1], 3,
+                                             seed=7)
     subjects = ["s0", "s1", "s2", "s3"]
     assert asked == subjects and list(choices["subject"]) == subjects
     for s, (train_subjects, n_test) in zip(subjects, seen):
@@ -260,6 +262,11 @@ def test_run_loso_predicts_every_clip_once_in_index_order(monkeypatch):
                                      "not_converged"]
     assert set(choices["C"]) <= {0.1, 1}
     assert (choices["n_train"] + choices["n_test"] == len(index)).all()
+    # every C's test predictions, for the leakage check; the chosen C's are the predictions
+    assert len(grid) == 2 * len(index) and set(grid["C"]) == {0.1, 1}
+    chosen = grid.merge(choices[["subject", "C"]], left_on=["fold", "C"],
+                        right_on=["subject", "C"]).set_index("sample_id")
+    assert chosen.loc[pred["sample_id"], "y_pred"].tolist() == pred["y_pred"].tolist()
 
 
 def test_run_loso_rejects_unknown_labels_and_misaligned_features():
@@ -295,7 +302,7 @@ BY_NEED = {spec.needs: name for name, spec in baselines.FEATURES.items()}
 def test_run_baseline_builds_each_feature_once(monkeypatch):
     index, clips, frames = _clips_and_frames()
     name_lbp, name_apex, name_diff = BY_NEED["clips"], BY_NEED["apex"], BY_NEED["apex-onset"]
-    pred, choices = baselines.run_baseline(name_lbp, CFG, index, LABELS, clips=clips)
+    pred, choices, _ = baselines.run_baseline(name_lbp, CFG, index, LABELS, clips=clips)
     assert len(pred) == len(index) and len(choices) == 4
     assert (pred["y_pred"] == pred["y_true"]).mean() > 0.5
 
@@ -304,8 +311,8 @@ def test_run_baseline_builds_each_feature_once(monkeypatch):
     monkeypatch.setattr(baselines, "pixel_features",
                         lambda a, size: calls.append(id(a)) or pixels(a, size))
     shifted = np.roll(frames, 1, axis=2)
-    per_fold = handover.FoldFrames({"x": frames, "y": shifted}, {"s0": "y"}, default="x")
-    pred, _ = baselines.run_baseline(name_apex, CFG, index, LABELS, apex=per_fold)
+    per_fold = FoldFrames({"x": frames, "y": shifted}, {"s0": "y"}, default="x")
+    pred, _, _ = baselines.run_baseline(name_apex, CFG, index, LABELS, apex=per_fold)
     assert sorted(calls) == sorted([id(frames), id(shifted)])  # once per variant, not per fold
     assert (pred["y_pred"] == pred["y_true"]).all()
 
@@ -329,12 +336,46 @@ def test_run_baseline_names_what_is_missing():
 
 def test_write_baseline_files_read_back(tmp_path):
     X, y, g = _toy(n_subjects=3)
-    pred, choices = baselines.run_loso(X, _index(g, y), LABELS, "svm", [1.0], 2)
-    baselines.write_baseline(tmp_path / "b", pred, choices, {"name": "x", "C_grid": [1.0]})
+    pred, choices, grid = baselines.run_loso(X, _index(g, y), LABELS, "svm", [1.0], 2)
+    baselines.write_baseline(tmp_path / "b", pred, choices, grid, {"name": "x", "C_grid": [1.0]})
     back = handover.read_predictions(tmp_path / "b" / handover.PREDICTIONS_CSV)
     pd.testing.assert_frame_equal(back, pred, check_dtype=False)
-    assert len(handover.read_table(tmp_path / "b" / baselines.CHOICES_CSV)) == 3
+    back_choices, back_grid = handover.read_baseline_choices(tmp_path / "b")
+    assert len(back_choices) == 3 and len(back_grid) == len(pred)
     run = io.read_json(tmp_path / "b" / handover.RUN_JSON)
     assert run["name"] == "x" and run["n_folds"] == 3 and run["wall_s_folds"] >= 0
     assert sorted(p.name for p in (tmp_path / "b").iterdir()) == \
-        ["choices.csv", "predictions.csv", "run.json"]
+        ["choices.csv", "grid_predictions.csv", "predictions.csv", "run.json"]
+
+
+def test_run_baselines_writes_each_and_resumes(tmp_path, capsys):
+    """The stage reads the apex stage's caches, writes every baseline, and reads a finished
+    one back on a rerun with the same settings (refits when a setting changes)."""
+    from mer_core import frame_cache
+
+    index, clips, frames = _clips_and_frames()
+    frames_dir = tmp_path / "frames"
+    ids = pd.DataFrame({"sample_id": index["sample_id"], "frame": 1, "source": "x"})
+    for strategy in ("onset", "annotated", "spotted:frame_diff"):
+        frame_cache.write_cache(frames_dir, strategy, frames if strategy != "onset"
+                                else np.zeros_like(frames), ids)
+    frame_cache.write_clips(frames_dir, clips, index[["sample_id"]].assign(frames="1 2"))
+    frame_cache.write_spotter_choice(frames_dir, pd.DataFrame(
+        {"subject": sorted(index["subject"].unique()), "method": "frame_diff"}))
+    out = tmp_path / "baselines"
+    first = baselines.run_baselines(index, LABELS, frames_dir, CFG, out)
+    assert list(first) == list(vocab.BASELINES)
+    for name in vocab.BASELINES:
+        assert handover.read_run(out / name)["settings"]["baseline"] == name
+    stamp = (out / BY_NEED["clips"] / handover.PREDICTIONS_CSV).stat().st_mtime_ns
+    capsys.readouterr()
+    again = baselines.run_baselines(index, LABELS, frames_dir, CFG, out)
+    assert capsys.readouterr().out.count("reused") == len(vocab.BASELINES)
+    pd.testing.assert_frame_equal(again[BY_NEED["clips"]], first[BY_NEED["clips"]],
+                                  check_dtype=False)
+    assert (out / BY_NEED["clips"] / handover.PREDICTIONS_CSV).stat().st_mtime_ns == stamp
+    other = BaselinesConfig(names=BY_NEED["clips"], lbp_grid=2, probe_size=6, c_grid="0.1,1",
+                            inner_folds=2)
+    baselines.run_baselines(index, LABELS, frames_dir, other, out)
+    assert "reused" not in capsys.readouterr().out
+    assert handover.read_run(out / BY_NEED["clips"])["settings"]["config"]["lbp_grid"] == 2
