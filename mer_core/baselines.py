@@ -12,8 +12,9 @@ choice. Then the model is refitted on all training clips with the chosen C.
 The test predictions of every C of the grid are kept too (``grid_predictions.csv``): the leakage
 check (:mod:`mer_core.leakage`) shows what choosing C on the test subject would have given, as
 it does for the deep rows' epochs. Outputs per baseline, in ``results/baselines/<name>/``:
-``predictions.csv``, ``choices.csv``, ``grid_predictions.csv``, ``run.json``
-(:mod:`mer_core.handover`).
+``predictions.csv`` and ``run.json`` (formats of :mod:`mer_core.handover`, as a train stage
+writes them), and the two files this module owns: ``choices.csv`` (per fold: the C chosen, its
+inner UF1, sizes, seconds) and ``grid_predictions.csv`` (the test predictions of every C).
 """
 from __future__ import annotations
 
@@ -36,9 +37,12 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.svm import LinearSVC
 
-from mer_core import frame_cache, handover, metrics, vocab
+from mer_core import frame_cache, handover, io, metrics, vocab
 from mer_core.config import BaselinesConfig
 from mer_core.frame_cache import FoldFrames
+
+#: Test predictions of every C of the grid, per fold (for the leakage check).
+GRID_CSV = "grid_predictions.csv"
 
 
 @dataclass(frozen=True)
@@ -348,9 +352,25 @@ def write_baseline(out_dir: str | Path, predictions: pd.DataFrame, choices: pd.D
     ``run.json`` (``info`` plus the summed fold wall time ``wall_s_folds`` and ``n_folds``)
     into ``out_dir``, atomically (:mod:`mer_core.handover`); ``run.json`` last."""
     handover.write_predictions(out_dir, predictions)
-    handover.write_baseline_choices(out_dir, choices, grid)
+    io.write_csv(Path(out_dir) / handover.CHOICES_CSV, choices)
+    io.write_csv(Path(out_dir) / GRID_CSV, grid)
     handover.write_run(out_dir, {**info, "wall_s_folds": round(float(choices["seconds"].sum()), 1),
                                  "n_folds": len(choices)})
+
+
+def read_choices(out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """A baseline's ``choices.csv`` and ``grid_predictions.csv`` (subjects stay text).
+
+    Raises:
+        FileNotFoundError: the baselines stage has not written them (names the file).
+    """
+    out = Path(out_dir)
+    for f in (handover.CHOICES_CSV, GRID_CSV):
+        if not (out / f).is_file():
+            raise FileNotFoundError(f"{out / f}: not found (made by the baselines stage)")
+    return (pd.read_csv(out / handover.CHOICES_CSV, dtype={"subject": str}),
+            pd.read_csv(out / GRID_CSV, dtype={"fold": str, "sample_id": str, "y_true": str,
+                                               "y_pred": str}))
 
 
 def run_baselines(index: pd.DataFrame, labels: Sequence[str], frames_dir: str | Path,
@@ -421,6 +441,6 @@ def _run_one(name: str, cfg: BaselinesConfig, index: pd.DataFrame, labels: Seque
     return pred
 
 
-__all__ = ["BaselineSpec", "FEATURES", "n_codes", "lbp_top", "lbp_top_features",
+__all__ = ["BaselineSpec", "FEATURES", "GRID_CSV", "read_choices", "n_codes", "lbp_top", "lbp_top_features",
            "pixel_features", "difference_features", "fit_predict", "run_loso", "run_baseline",
            "write_baseline", "run_baselines"]

@@ -16,9 +16,7 @@ reads and writes these through this module (the apex stage's arrays through
                <results>/<exp>/epoch_predictions.csv   every test clip's prediction per epoch
                <results>/<exp>/run.json          config, fingerprint, wall time, device, precision
                <results>/<exp>/cams/<subject>__seed<k>.npz   Grad-CAM maps of the test clips
-    baselines  <results>/baselines/<name>/predictions.csv, run.json (as train)
-               <results>/baselines/<name>/choices.csv   per fold: C chosen, inner UF1, sizes
-               <results>/baselines/<name>/grid_predictions.csv   test predictions of every C
+    baselines  <results>/<name>/predictions.csv, run.json (as train), choices.csv (C per fold)
     evaluate   <reports>/metrics.json    per experiment: scores, intervals, differences
                <reports>/leakage.csv     the leakage check (per-epoch selection on the test)
     benchmarks <reports>/calibration.json   the recipe chosen on the calibration population
@@ -45,7 +43,7 @@ INDEX_CSV, EXCLUDED_CSV, DATASET_JSON = "index.csv", "excluded.csv", "dataset.js
 REPORT_JSON = "data/apex_report.json"
 PREDICTIONS_CSV, EPOCH_LOG_CSV = "predictions.csv", "epoch_log.csv"
 EPOCH_PREDICTIONS_CSV, RUN_JSON, CAMS_DIR = "epoch_predictions.csv", "run.json", "cams"
-CHOICES_CSV, GRID_CSV = "choices.csv", "grid_predictions.csv"
+CHOICES_CSV = "choices.csv"
 METRICS_JSON, LEAKAGE_CSV = "metrics.json", "leakage.csv"
 #: The merged files of a finished experiment (removed when its folds are redone).
 MERGED = (PREDICTIONS_CSV, EPOCH_LOG_CSV, EPOCH_PREDICTIONS_CSV, RUN_JSON)
@@ -282,30 +280,6 @@ def load_cams(cams_dir: str | Path, seed: int | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-# ----------------------------------------------------------------------------- baselines stage
-
-def write_baseline_choices(out_dir: str | Path, choices: pd.DataFrame, grid: pd.DataFrame
-                           ) -> None:
-    """Write a baseline's ``choices.csv`` (C per fold) and ``grid_predictions.csv``."""
-    io.write_csv(Path(out_dir) / CHOICES_CSV, choices)
-    io.write_csv(Path(out_dir) / GRID_CSV, grid)
-
-
-def read_baseline_choices(out_dir: str | Path) -> tuple[pd.DataFrame, pd.DataFrame]:
-    """A baseline's ``choices.csv`` and ``grid_predictions.csv`` (subjects stay text).
-
-    Raises:
-        FileNotFoundError: the baselines stage has not written them (names the file).
-    """
-    out = Path(out_dir)
-    for f in (CHOICES_CSV, GRID_CSV):
-        if not (out / f).is_file():
-            raise FileNotFoundError(f"{out / f}: not found (made by the baselines stage)")
-    return (pd.read_csv(out / CHOICES_CSV, dtype={"subject": str}),
-            pd.read_csv(out / GRID_CSV, dtype={"fold": str, "sample_id": str, "y_true": str,
-                                               "y_pred": str}))
-
-
 # ----------------------------------------------------------------------------- evaluate stage
 
 def write_metrics(reports_dir: str | Path, metrics: dict) -> None:
@@ -337,10 +311,10 @@ def read_calibration(path: str | Path = "reports/calibration.json") -> dict | No
 
 __all__ = ["INDEX_COLUMNS", "INDEX_CSV", "EXCLUDED_CSV", "DATASET_JSON", "REPORT_JSON",
            "PREDICTIONS_CSV", "EPOCH_LOG_CSV", "EPOCH_PREDICTIONS_CSV", "RUN_JSON", "CAMS_DIR",
-           "CHOICES_CSV", "GRID_CSV", "METRICS_JSON", "LEAKAGE_CSV", "MERGED", "PRED_COLUMNS",
+           "CHOICES_CSV", "METRICS_JSON", "LEAKAGE_CSV", "MERGED", "PRED_COLUMNS",
            "EPOCH_COLUMNS", "WALL_KEYS", "read_record", "read_table", "write_index", "read_index",
            "read_dataset_info", "write_apex_outputs", "read_apex_table", "read_apex_metrics",
            "check_predictions", "read_predictions", "write_predictions", "load_predictions",
            "read_epoch_log", "read_merged_epochs", "write_run", "read_run", "run_info",
-           "write_cams", "load_cams", "write_baseline_choices", "read_baseline_choices", "write_metrics", "read_metrics", "write_leakage",
+           "write_cams", "load_cams", "write_metrics", "read_metrics", "write_leakage",
            "read_leakage", "read_calibration"]

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mer_core import handover
+from mer_core.baselines import read_choices
 from mer_core.charts import plot_grouped
 from mer_core.metrics import compute
 
@@ -206,7 +207,7 @@ def check_experiments(results_dir: str | Path, predictions: Mapping[str, pd.Data
     leak = []
     for name, p in predictions.items():
         if (baselines_dir / name / handover.CHOICES_CSV).is_file():
-            log, ep, chosen = baseline_grid_log(*handover.read_baseline_choices(
+            log, ep, chosen = baseline_grid_log(*read_choices(
                 baselines_dir / name), labels)
             leak.append(leakage_table(log, fixed_epoch=chosen, epoch_predictions=ep,
                                       labels=labels, protocols=(

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mer_core import handover, vocab
+from mer_core import handover, io, vocab
+from mer_core.baselines import GRID_CSV
 from mer_core import evaluate as E
 from mer_core import metrics as M
 from mer_core import table4 as T
@@ -165,7 +166,8 @@ def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, p
         choices = pd.DataFrame({"subject": sorted(index["subject"].unique()), "C": 1.0,
                                 "inner_uf1": 0.5, "n_train": 50, "n_test": 10, "seconds": 0.5,
                                 "not_converged": 0})
-        handover.write_baseline_choices(out, choices, pd.concat(grid, ignore_index=True))
+        io.write_csv(out / handover.CHOICES_CSV, choices)
+        io.write_csv(out / GRID_CSV, pd.concat(grid, ignore_index=True))
         handover.write_run(out, {"experiment": name, "wall_s_this_call": 4.0,
                                  "wall_s_folds": 3.0, "n_folds": n_subjects})
     return root

@@ -340,7 +340,7 @@ def test_write_baseline_files_read_back(tmp_path):
     baselines.write_baseline(tmp_path / "b", pred, choices, grid, {"name": "x", "C_grid": [1.0]})
     back = handover.read_predictions(tmp_path / "b" / handover.PREDICTIONS_CSV)
     pd.testing.assert_frame_equal(back, pred, check_dtype=False)
-    back_choices, back_grid = handover.read_baseline_choices(tmp_path / "b")
+    back_choices, back_grid = baselines.read_choices(tmp_path / "b")
     assert len(back_choices) == 3 and len(back_grid) == len(pred)
     run = io.read_json(tmp_path / "b" / handover.RUN_JSON)
     assert run["name"] == "x" and run["n_folds"] == 3 and run["wall_s_folds"] >= 0

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from mer_core import handover
+from mer_core.baselines import read_choices
 from mer_core import leakage as L
 from mer_core import metrics as M
 
@@ -136,6 +137,6 @@ def test_baselines_get_the_check_for_their_choice_of_c(tmp_path):
         assert bad >= v and v == pytest.approx(metric_map[name]["accuracy"])
         assert leak[leak["experiment"] == name]["pooled_uf1"].iloc[0] == \
             pytest.approx(metric_map[name]["uf1"])
-    choices, grid = handover.read_baseline_choices(results / "baselines" / list(BASELINES)[0])
+    choices, grid = read_choices(results / "baselines" / list(BASELINES)[0])
     log, ep, chosen = L.baseline_grid_log(choices, grid, LABELS)
     assert sorted(log["epoch"].unique()) == [1, 2] and set(chosen.values()) == {2}
