@@ -121,11 +121,12 @@ def baselines_line(cfg, clip_frames: int | None, best: str | None) -> str:
     rows = "; ".join(f"`{n}`: {inputs[FEATURES[n].needs]}, {kinds[FEATURES[n].kind]}"
                      for n in cfg.name_list)
     vs = (f" The ΔUF1-vs-best-baseline column compares each deep row with `{best}`, the "
-          "baseline with the highest pooled UF1 on these same subjects: that choice favours the "
-          "baseline, so a deep row that beats it beats every baseline." if best else "")
+          "baseline with the highest pooled UF1 on these same subjects (a choice made on the "
+          "reported subjects, in the baselines' favour; the interval does not account for it)."
+          if best else "")
     return (f"- **Baselines** (same LOSO folds): {rows}. Options fixed in advance "
             f"(`params.yaml`: `baselines`); features standardised on each fold's training clips, "
-            f"classes balanced; C from {{{cfg.c_grid.replace(',', ', ')}}} chosen per fold by "
+            f"classes balanced; C from {{{', '.join(f'{c:g}' for c in cfg.c_list)}}} chosen per fold by "
             f"{cfg.inner_folds}-fold group cross-validation over that fold's training subjects "
             f"(pooled inner UF1, ties to the smaller C), never on the test subject." + vs)
 

@@ -169,7 +169,8 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
         baseline: a :func:`majority_row` dict, appended last (optional).
         table: the table's name (``table`` column).
         baselines: (label, baseline) pairs of ``metrics.json`` (:func:`baseline_rows`), shown
-            after the experiments with ``is_baseline`` True.
+            after the experiments with ``is_baseline`` True; they get intervals and paired
+            differences but no McNemar test (the Holm family stays the frame strategies').
 
     Returns:
         DataFrame with columns table, row, experiment, frames, backbone, loss, and for m in
@@ -195,7 +196,7 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
                 r[f"{k}{suffix}"] = m.get(f"{k}{suffix}")
         r.update(n=m.get("n"), n_seeds=m.get("n_seeds", 1), is_reference=name == reference,
                  is_baseline=is_base, best_baseline=m.get("best_baseline"))
-        if can_test and name != reference and name in predictions:
+        if can_test and name != reference and name in predictions and not is_base:
             ca, cb, s = stats.paired_correct(predictions[name], predictions[reference])
             t = stats.mcnemar_exact(ca, cb)
             r.update(mcnemar_b=t["b"], mcnemar_c=t["c"], mcnemar_p=t["p_value"], mcnemar_seed=s)
@@ -292,8 +293,10 @@ def mcnemar_seed(tables: Mapping[str, pd.DataFrame]) -> int | None:
 
 
 def n_tests(tables: Mapping[str, pd.DataFrame]) -> int:
-    """McNemar tests of Table 4 (the Holm family): every row but the reference."""
-    return len(tables["table4"]) - 1
+    """McNemar tests of Table 4 (the Holm family): every row but the reference and the
+    classical baselines."""
+    t4 = tables["table4"]
+    return int((~t4["is_reference"].astype(bool) & ~t4["experiment"].isin(vocab.BASELINES)).sum())
 
 
 def best_baseline(tables: Mapping[str, pd.DataFrame]) -> str | None:

@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from mer_core import io
+from mer_core import io, vocab
 from mer_core.table4 import METRIC_COLUMNS, TABLE_TITLES
 
 ROW_HEADERS = {"table4": "Frames", "backbone": "Backbone", "loss": "Loss"}
@@ -102,7 +102,9 @@ def verdict(df: pd.DataFrame, metric: str = "uf1", alpha: float = 0.05) -> str:
     if not len(ref):
         return ""
     name = {"uf1": "UF1", "uar": "UAR", "accuracy": "accuracy"}[metric]
-    rows = [r for _, r in df.iterrows() if not r["is_reference"]]
+    # the classical baselines have a sentence of their own (baseline_verdict)
+    rows = [r for _, r in df.iterrows() if not r["is_reference"]
+            and not (r.get("is_baseline") and r.get("experiment") in vocab.BASELINES)]
     yes = [r for r in rows if distinguishable(r, metric)]
     no = [r for r in rows if distinguishable(r, metric) is False]
     def item(r):
@@ -136,15 +138,14 @@ def baseline_verdict(df: pd.DataFrame, metric: str = "uf1") -> str:
         return ""
     name = {"uf1": "UF1", "uar": "UAR", "accuracy": "accuracy"}[metric]
     base = df.loc[df["experiment"] == best.iloc[0], "row"]
-    label = base.iloc[0] if len(base) else best.iloc[0]
+    label = base.iloc[0] if len(base) else vocab.BASELINES.get(best.iloc[0], best.iloc[0])
     groups = {"beat": [], "tie": [], "below": []}
     for r in deep:
         lo, hi = r[f"{metric}_diff_baseline_ci_low"], r[f"{metric}_diff_baseline_ci_high"]
         groups["beat" if lo > 0 else "below" if hi < 0 else "tie"].append(
             f"{r['row']} ({_fmt_diff(r, metric, '_diff_baseline')})")
-    parts = [f"Against the strongest classical baseline, **{label}** (highest pooled {name} "
-             f"of the baselines on these subjects; paired {name} difference, row minus "
-             "baseline):"]
+    parts = [f"Against the strongest classical baseline, **{label}** (highest pooled UF1 of the "
+             f"baselines on these subjects; paired {name} difference, row minus baseline):"]
     if groups["beat"]:
         parts.append("beats it: " + "; ".join(groups["beat"]) + ".")
     if groups["tie"]:

@@ -379,3 +379,11 @@ def test_run_baselines_writes_each_and_resumes(tmp_path, capsys):
     baselines.run_baselines(index, LABELS, frames_dir, other, out)
     assert "reused" not in capsys.readouterr().out
     assert handover.read_run(out / BY_NEED["clips"])["settings"]["config"]["lbp_grid"] == 2
+    # another spotter for one fold (the annotated apex falls back to it): the probe refits
+    frame_cache.write_cache(frames_dir, "spotted:lbp", np.roll(frames, 2, axis=1), ids)
+    frame_cache.write_spotter_choice(frames_dir, pd.DataFrame(
+        {"subject": sorted(index["subject"].unique()), "method": ["lbp"] + ["frame_diff"] * 3}))
+    capsys.readouterr()
+    baselines.run_baselines(index, LABELS, frames_dir, CFG, out)
+    said = capsys.readouterr().out
+    assert f"{BY_NEED['apex']}: reused" not in said

@@ -192,7 +192,10 @@ def test_table4_has_a_baselines_block_and_the_difference_to_the_best(with_baseli
         assert r["uf1_diff_baseline_ci_low"] <= r["uf1_diff_baseline"] \
             <= r["uf1_diff_baseline_ci_high"]
     lbp = t4[t4["experiment"] == names[0]].iloc[0]
-    assert not pd.isna(lbp["mcnemar_p"]) and not pd.isna(lbp["uf1_ci_low"])
+    assert not pd.isna(lbp["uf1_ci_low"]) and not pd.isna(lbp["uf1_diff"])
+    # no McNemar for the classical baselines: Table 4's Holm family stays the frame rows'
+    assert block["mcnemar_p"].iloc[:3].isna().all() and T.n_tests(tables) == 4
+    assert "LBP-TOP" not in F.verdict(t4)
     # ablations keep only the majority row in their block
     assert tables["backbone"]["is_baseline"].sum() == 1
 
@@ -209,14 +212,37 @@ def test_markdown_shows_the_block_and_says_which_rows_beat_the_best_baseline(wit
     text = F.baseline_verdict(t4)
     label = t4.loc[t4["experiment"] == best, "row"].iloc[0]
     assert text.startswith(f"Against the strongest classical baseline, **{label}**")
+    sections = re.split(r"(beats it|does NOT beat it|is WORSE)", text)
+    said = {g: body for g, body in zip(sections[1::2], sections[2::2])}
     for _, r in t4[~t4["is_baseline"]].iterrows():
         lo, hi = r["uf1_diff_baseline_ci_low"], r["uf1_diff_baseline_ci_high"]
         group = "beats it" if lo > 0 else "is WORSE" if hi < 0 else "does NOT beat it"
-        section = text[text.index(group):]
-        assert r["row"] in section.split(".")[0] + section
+        assert f"{r['row']} (" in said[group]
+        assert all(f"{r['row']} (" not in body for g, body in said.items() if g != group)
     assert F.baseline_verdict(tables["loss"]) .startswith("Against the strongest")
     tex = F.to_latex(t4)
     assert tex.count(r"\midrule") == 2
+
+
+def test_difference_to_the_best_baseline_is_paired(tmp_path):
+    """A deep row that predicts exactly what the best baseline predicts differs from it by
+    exactly 0 on every resample; the interval equals subject_bootstrap's against that baseline."""
+    from fakes import BASELINES
+    project = make_fake_project(tmp_path, baselines=BASELINES)
+    metric_map, _ = fake_tables(project)
+    best = metric_map["onset"]["best_baseline"]
+    assert best == max(BASELINES, key=lambda n: metric_map[n]["uf1"])
+    copy = pd.read_csv(project / "results" / "baselines" / best / "predictions.csv")
+    copy.to_csv(project / "results" / "onset" / "predictions.csv", index=False)
+    metric_map, _ = fake_tables(project)
+    assert metric_map["onset"]["uf1_diff_baseline"] == 0
+    assert metric_map["onset"]["uf1_diff_baseline_ci_low"] == 0 == \
+        metric_map["onset"]["uf1_diff_baseline_ci_high"]
+    preds = handover.load_predictions(project / "results", ["middle", "apex_annotated"])
+    preds |= handover.load_predictions(project / "results" / "baselines", list(BASELINES))
+    boot = S.subject_bootstrap(preds, LABELS, n=200, seed=0, reference=best)
+    assert metric_map["middle"]["uf1_diff_baseline_ci_low"] == \
+        pytest.approx(boot["middle"]["uf1_diff_ci_low"])
 
 
 def test_baseline_verdict_states_the_result_either_way():
