@@ -15,7 +15,7 @@ from typing import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from mer_core import handover, io
+from mer_core import handover, io, vocab
 from mer_core.charts import plot_grouped, save_figure
 from mer_core.handover import PREDICTIONS_CSV, check_predictions, read_predictions
 from mer_core.metrics import (HEADLINE, compute, confusion_frame, fold_average, per_subject_accuracy,
@@ -73,8 +73,10 @@ def evaluate_predictions(pred_df: pd.DataFrame, labels: Sequence[str], n_boot: i
 def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequence[str],
                          labels: Sequence[str], reports_dir: str | Path = "reports",
                          n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
-                         reference: str | None = None, progress: bool = True) -> dict:
-    """Score every experiment and write the DVC metrics and plots files.
+                         reference: str | None = None, progress: bool = True,
+                         baselines: Sequence[str] = (),
+                         baselines_dir: str | Path | None = None) -> dict:
+    """Score every experiment and baseline and write the DVC metrics and plots files.
 
     Writes (atomically):
 
@@ -82,7 +84,10 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
       backbone, loss + the subject-bootstrap intervals m_ci_low/high and, against
       ``reference``, the paired differences m_diff, m_diff_ci_low/high (see
       :func:`subject_bootstrap`) + n_bootstrap, ci_level, ci_unit, diff_reference}`` (DVC
-      metrics, so ``dvc metrics diff`` compares runs);
+      metrics, so ``dvc metrics diff`` compares runs); every entry has ``kind`` (experiment
+      or baseline; a baseline's frames, backbone and loss are "" and ``display`` names it)
+      and, when there are baselines, ``best_baseline`` (the one with the highest pooled UF1)
+      with the paired differences to it: m_diff_baseline, m_diff_baseline_ci_low/high;
     * ``<reports_dir>/plots/confusion_<experiment>.csv``: columns ``actual, predicted``, one row
       per clip of the smallest seed (DVC plots, ``template: confusion``).
 
@@ -95,6 +100,9 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
         n_boot, ci, seed: bootstrap settings.
         reference: the experiment every other one is compared with (None: the first; a name
             that was not run raises).
+        baselines: baseline names (:data:`mer_core.vocab.BASELINES`), read from
+            ``<baselines_dir>/<name>/predictions.csv``; they must cover the experiments' clips.
+        baselines_dir: their folder (default ``<results_dir>/baselines``).
 
     Returns:
         The metrics dict written to ``metrics.json``.
@@ -111,12 +119,23 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
         raise ValueError(f"evaluate.reference {reference!r} is not an experiment "
                          f"({', '.join(names)})")
     reference = reference or names[0]
+    base_names = list(baselines)
+    clash = set(base_names) & set(names)
+    if clash:
+        raise ValueError(f"{sorted(clash)}: both an experiment and a baseline")
+    baselines_dir = Path(baselines_dir) if baselines_dir is not None else results_dir / "baselines"
     out, preds = {}, {}
-    for name in tqdm(names, desc="evaluate", disable=not progress):
-        pred = read_predictions(results_dir / name / PREDICTIONS_CSV)
+    for name in tqdm(names + base_names, desc="evaluate", disable=not progress):
+        src = (results_dir if name in names else baselines_dir) / name
+        pred = read_predictions(src / PREDICTIONS_CSV)
         preds[name] = pred
         m = evaluate_predictions(pred, labels, n_boot=n_boot, ci=ci, seed=seed)
-        if isinstance(experiments, Mapping):
+        if name in base_names:
+            m.update(kind="baseline", frames="", backbone="", loss="",
+                     display=vocab.BASELINES[name])
+        else:
+            m["kind"] = "experiment"
+        if name in names and isinstance(experiments, Mapping):
             spec = experiments[name]
             for key in ("frames", "backbone", "loss"):
                 m[key] = spec[key] if isinstance(spec, Mapping) else getattr(spec, key)
@@ -127,10 +146,19 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
                                    "predicted": first["y_pred"].to_numpy()}))
     boot = subject_bootstrap(preds, labels, n=n_boot, ci=ci, seed=seed, reference=reference,
                              metrics=HEADLINE)
-    for name in names:
+    # The strongest baseline by pooled UF1 on these same subjects: choosing it on them favours
+    # the baseline, so a deep row that beats it beats every baseline.
+    best = max(base_names, key=lambda b: out[b]["uf1"]) if base_names else None
+    vs_best = subject_bootstrap(preds, labels, n=n_boot, ci=ci, seed=seed, reference=best,
+                                metrics=HEADLINE) if best else {}
+    for name in names + base_names:
         out[name].update(boot[name])
         out[name].update(n_bootstrap=int(n_boot), ci_level=float(ci), ci_unit="subject",
                          bootstrap_seed=int(seed), diff_reference=reference)
+        if best:
+            out[name]["best_baseline"] = best
+            out[name].update({k.replace("_diff", "_diff_baseline"): v
+                              for k, v in vs_best[name].items() if "_diff" in k})
         out[name] = _json_safe(out[name])
     handover.write_metrics(reports_dir, out)
     return out

@@ -4,6 +4,11 @@ Choosing each fold's epoch by its own test score is an INVALID protocol (the tes
 the model); some published codebases do it. The evaluate stage (``notebooks/03_evaluate.ipynb``)
 puts it next to the valid fixed-budget score, from ``results/<experiment>/epoch_log.csv`` and
 ``epoch_predictions.csv``, and writes ``reports/leakage.csv``. Its numbers are never results.
+
+The classical baselines get the same check for their one choice, the regularisation C: the C
+each fold chose inside its training subjects (valid) next to the C that its test subject scores
+best with (INVALID), from ``results/baselines/<name>/choices.csv`` and ``grid_predictions.csv``
+(:func:`baseline_grid_log` turns the C grid into an epoch log: "epoch" k = the k-th smallest C).
 """
 from __future__ import annotations
 
@@ -14,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from mer_core import handover
+from mer_core.baselines import read_choices
 from mer_core.charts import plot_grouped
 from mer_core.metrics import compute
 
@@ -21,7 +27,8 @@ EPOCH_COLUMNS = ("seed", "fold", "epoch", "test_accuracy", "test_uf1", "test_uar
 
 
 def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = None,
-                  select: str = "test_accuracy", fixed_epoch: int | None = None) -> pd.DataFrame:
+                  select: str = "test_accuracy",
+                  fixed_epoch: int | Mapping[str, int] | None = None) -> pd.DataFrame:
     """Per (seed, fold): the fixed-budget epoch next to the epoch chosen on the test subject.
 
     Choosing each fold's epoch by its own test score is an INVALID protocol (the test subject
@@ -33,7 +40,8 @@ def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
             an ``n_test`` column, as ``mer_core.loso`` writes, gives the fold sizes).
         n_test: test clips per fold (subject); default: the log's ``n_test`` column if any.
         select: the column maximised to pick the "best" epoch (ties: the earliest epoch).
-        fixed_epoch: the valid protocol's epoch; default: each fold's last logged epoch.
+        fixed_epoch: the valid protocol's epoch (one for every fold, or fold -> epoch);
+            default: each fold's last logged epoch.
 
     Returns:
         One row per (seed, fold): ``n_test``, ``fixed_epoch``, ``fixed_<m>``, ``best_epoch``,
@@ -53,9 +61,10 @@ def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
         if fixed_epoch is None:
             fixed = g.iloc[-1]
         else:
-            hit = g[g["epoch"] == fixed_epoch]
+            want = fixed_epoch[fold] if isinstance(fixed_epoch, Mapping) else fixed_epoch
+            hit = g[g["epoch"] == want]
             if hit.empty:
-                raise ValueError(f"epoch_log: seed {seed} fold {fold} has no epoch {fixed_epoch}")
+                raise ValueError(f"epoch_log: seed {seed} fold {fold} has no epoch {want}")
             fixed = hit.iloc[0]
         best = g.loc[g[select].idxmax()]
         if n_test is not None:
@@ -74,9 +83,13 @@ def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
 
 
 def leakage_table(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = None,
-                  select: str = "test_accuracy", fixed_epoch: int | None = None,
+                  select: str = "test_accuracy",
+                  fixed_epoch: int | Mapping[str, int] | None = None,
                   epoch_predictions: pd.DataFrame | None = None,
-                  labels: Sequence[str] | None = None) -> pd.DataFrame:
+                  labels: Sequence[str] | None = None,
+                  protocols: tuple[str, str] = ("fixed epoch budget (valid)",
+                                                "best test epoch per fold by {select} (INVALID)")
+                  ) -> pd.DataFrame:
     """Fixed-budget score vs the INVALID "best test epoch per fold" score.
 
     From ``epoch_log`` alone (per-fold test scores):
@@ -92,7 +105,8 @@ def leakage_table(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
     epoch's predictions of every fold pooled, mean over seeds); otherwise they are NaN.
 
     Args:
-        See :func:`leakage_folds`; ``epoch_predictions`` and ``labels`` as above.
+        See :func:`leakage_folds`; ``epoch_predictions`` and ``labels`` as above;
+        ``protocols``: the names of the valid and the INVALID row (``{select}`` is filled in).
 
     Returns:
         Two rows, ``protocol`` = "fixed epoch budget (valid)" and "best test epoch per fold
@@ -121,8 +135,8 @@ def leakage_table(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
                       for _, g in sel.groupby("seed", sort=True)]
             pooled[kind] = {m: float(np.mean([x[m] for x in scores])) for m in ("uf1", "uar")}
     rows = []
-    for kind, label, valid in (("fixed", "fixed epoch budget (valid)", True),
-                               ("best", f"best test epoch per fold by {select} (INVALID)", False)):
+    for kind, label, valid in (("fixed", protocols[0].format(select=select), True),
+                               ("best", protocols[1].format(select=select), False)):
         rows.append({
             "protocol": label, "valid": valid, "weighted": weighted,
             "n_folds": n_folds, "n_seeds": n_seeds,
@@ -143,25 +157,64 @@ def leakage_table(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
     return pd.DataFrame(rows)
 
 
+def baseline_grid_log(choices: pd.DataFrame, grid: pd.DataFrame, labels: Sequence[str]
+                      ) -> tuple[pd.DataFrame, pd.DataFrame, dict[str, int]]:
+    """A baseline's C grid as an epoch log: "epoch" k is the k-th smallest C.
+
+    Args:
+        choices: ``choices.csv`` (``subject``, ``C``: the C each fold chose).
+        grid: ``grid_predictions.csv`` (seed, fold, C, sample_id, y_true, y_pred).
+        labels: the protocol's classes.
+
+    Returns:
+        ``(epoch_log, epoch_predictions, chosen)`` for :func:`leakage_table`: per (seed, fold,
+        C) the test accuracy, UF1, UAR and ``n_test``; the grid with its ``epoch``; and fold ->
+        the epoch of the C it chose.
+    """
+    rank = {c: k + 1 for k, c in enumerate(sorted(grid["C"].unique()))}
+    ep = grid.assign(fold=grid["fold"].astype(str), epoch=grid["C"].map(rank))
+    rows = []
+    for (seed, fold, epoch), g in ep.groupby(["seed", "fold", "epoch"], sort=True):
+        m = compute(g["y_true"], g["y_pred"], labels)
+        rows.append({"seed": seed, "fold": fold, "epoch": epoch, "test_accuracy": m["accuracy"],
+                     "test_uf1": m["uf1"], "test_uar": m["uar"], "n_test": len(g)})
+    chosen = {str(s): rank[c] for s, c in zip(choices["subject"], choices["C"])}
+    return pd.DataFrame(rows), ep, chosen
+
+
 def check_experiments(results_dir: str | Path, predictions: Mapping[str, pd.DataFrame],
-                      labels: Sequence[str]) -> pd.DataFrame | None:
-    """:func:`leakage_table` of every experiment that has an ``epoch_log.csv``.
+                      labels: Sequence[str], baselines_dir: str | Path | None = None
+                      ) -> pd.DataFrame | None:
+    """:func:`leakage_table` of every experiment that has an ``epoch_log.csv``, and of every
+    baseline in ``baselines_dir`` (its C grid, :func:`baseline_grid_log`).
 
     The fold sizes come from the experiment's predictions (smallest seed); without
     ``epoch_predictions.csv`` the pooled UF1/UAR are NaN. Prints a line for each file missing.
 
     Args:
         results_dir: holds ``<experiment>/epoch_log.csv`` and ``epoch_predictions.csv``.
-        predictions: experiment -> its ``predictions.csv`` table.
+        predictions: experiment (or baseline) -> its ``predictions.csv`` table.
         labels: the protocol's classes.
+        baselines_dir: holds ``<baseline>/choices.csv`` and ``grid_predictions.csv`` (default
+            ``<results_dir>/baselines``).
 
     Returns:
         The tables one below the other, ``experiment`` first (``reports/leakage.csv``), or None
         when no experiment has an epoch log.
     """
     results_dir = Path(results_dir)
+    baselines_dir = Path(baselines_dir) if baselines_dir else results_dir / "baselines"
     leak = []
     for name, p in predictions.items():
+        if (baselines_dir / name / handover.CHOICES_CSV).is_file():
+            log, ep, chosen = baseline_grid_log(*read_choices(
+                baselines_dir / name), labels)
+            leak.append(leakage_table(log, fixed_epoch=chosen, epoch_predictions=ep,
+                                      labels=labels, protocols=(
+                                          "C chosen inside the training subjects (valid)",
+                                          "best test C per fold by {select} (INVALID)"))
+                        .assign(experiment=name))
+            continue
         log, ep = handover.read_merged_epochs(results_dir / name)
         if log is None:
             print(f"{results_dir / name / handover.EPOCH_LOG_CSV}: not found, no leakage check "
@@ -214,13 +267,13 @@ def plot_leakage(leakage: pd.DataFrame, path: str | Path | None = None, dpi: int
         The Matplotlib figure.
     """
     wide = leakage[leakage["protocol"] != "inflation (INVALID - valid)"].assign(
-        protocol=lambda d: d["valid"].map({True: "fixed budget (valid)",
-                                           False: "best test epoch (INVALID)"}))
+        protocol=lambda d: d["valid"].map({True: "chosen without the test subject (valid)",
+                                           False: "chosen on the test subject (INVALID)"}))
     y = "pooled_uf1" if wide["pooled_uf1"].notna().all() else "pooled_accuracy"
     return plot_grouped(wide, x="experiment", y=y, hue="protocol",
                         title=f"Leakage check: {y} (orange = INVALID protocol)",
                         path=path, dpi=dpi, ylabel=y)
 
 
-__all__ = ["leakage_folds", "leakage_table", "check_experiments", "headline_mismatches",
-           "plot_leakage", "EPOCH_COLUMNS"]
+__all__ = ["baseline_grid_log", "leakage_folds", "leakage_table", "check_experiments",
+           "headline_mismatches", "plot_leakage", "EPOCH_COLUMNS"]

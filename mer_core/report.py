@@ -31,7 +31,8 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
                  best_spotter: str | None = None, reference: str | None = None,
                  mcnemar_seed: int | None = None, n_subjects: int | None = None,
                  calibration: Mapping | None = None, machine: Sequence[str] = (),
-                 n_tests: int | None = None) -> list[str]:
+                 n_tests: int | None = None, baselines=None, clip_frames: int | None = None,
+                 best_baseline: str | None = None) -> list[str]:
     """The facts every table is printed with (Markdown bullet lines), including how every
     choice the table depends on was made.
 
@@ -49,6 +50,9 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
         calibration: ``reports/calibration.json`` (``benchmarks/calibrate.py``), or None.
         machine: :func:`machine_lines` of the runs behind the table.
         n_tests: McNemar tests per table (Holm family), for the text.
+        baselines: ``config.BaselinesConfig`` of the Baselines block (None: no line).
+        clip_frames: frames of the LBP-TOP clip (``apex.clip_frames``).
+        best_baseline: the baseline the deep rows' ΔUF1 column is taken against.
     """
     def get(k, default=None):
         return train.get(k, default) if isinstance(train, Mapping) else getattr(train, k, default)
@@ -88,6 +92,8 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
                   else " over each table's tests")
         lines.append(f"- **Significance:** McNemar's exact test of each row against "
                      f"`{reference}`{on} (same clips), p Holm-adjusted{family}.")
+    if baselines is not None and baselines.name_list:
+        lines.append(baselines_line(baselines, clip_frames, best_baseline))
     if best_spotter:
         smooth = ""
         if calibration and calibration.get("spotters"):
@@ -99,6 +105,30 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
     lines += [f"- {m}" for m in machine]
     lines.append(f"- {PAPER_NOTE}")
     return lines
+
+
+def baselines_line(cfg, clip_frames: int | None, best: str | None) -> str:
+    """How the Baselines block was made, generated from the ``baselines`` params section."""
+    from mer_core.baselines import FEATURES, n_codes
+
+    kinds = {"svm": "linear SVM", "logreg": "logistic regression"}
+    inputs = {"clips": f"LBP-TOP of {clip_frames or '?'} frames evenly spaced over onset..offset "
+                       f"({cfg.lbp_grid} x {cfg.lbp_grid} blocks, P = {cfg.lbp_points}, "
+                       f"R = {cfg.lbp_radius} in x, y and t, {n_codes(cfg.lbp_points)} uniform "
+                       "codes per plane)",
+              "apex": f"{cfg.probe_size} px grey pixels of the apex frame (`{cfg.apex}`)",
+              "apex-onset": f"{cfg.probe_size} px grey apex minus onset pixels"}
+    rows = "; ".join(f"`{n}`: {inputs[FEATURES[n].needs]}, {kinds[FEATURES[n].kind]}"
+                     for n in cfg.name_list)
+    vs = (f" The ΔUF1-vs-best-baseline column compares each deep row with `{best}`, the "
+          "baseline with the highest pooled UF1 on these same subjects (a choice made on the "
+          "reported subjects, in the baselines' favour; the interval does not account for it)."
+          if best else "")
+    return (f"- **Baselines** (same LOSO folds): {rows}. Options fixed in advance "
+            f"(`params.yaml`: `baselines`); features standardised on each fold's training clips, "
+            f"classes balanced; C from {{{', '.join(f'{c:g}' for c in cfg.c_list)}}} chosen per fold by "
+            f"{cfg.inner_folds}-fold group cross-validation over that fold's training subjects "
+            f"(pooled inner UF1, ties to the smaller C), never on the test subject." + vs)
 
 
 RECIPE_KEYS = ("lr", "epochs", "image_size", "batch_size", "optimizer", "schedule", "augment",
@@ -282,6 +312,14 @@ def measured_lines(info: pd.DataFrame) -> list[str]:
         lines.append(f"- all experiments: {total / 60:.1f} min of training"
                      + " (elapsed)" * any_parallel)
     return lines
+
+
+def baseline_cost_lines(info: pd.DataFrame) -> list[str]:
+    """Bullet lines of what each baseline cost (``results/baselines/<name>/run.json``)."""
+    return [f"- `{r['experiment']}` (baseline): {float(r['elapsed_s']):.0f} s "
+            f"(features once, then the C search and fit of {int(r['n_folds'])} folds; one "
+            "process)" for _, r in info.iterrows() if _given(r, "elapsed_s")
+            and _given(r, "n_folds")]
 
 
 # ----------------------------------------------------------------------------------------------

@@ -10,9 +10,10 @@ Tables (only rows whose experiments exist in ``metrics.json``):
 * ``backbone``: ResNet-50, ResNeXt-50, SE-ResNet-50, SE-ResNeXt-50 on annotated apex + focal;
 * ``loss``: cross-entropy, class-weighted CE, focal on annotated apex + SE-ResNeXt-50;
 
-each with a majority-class reference row and McNemar's exact test against the reference
-experiment (``params.yaml: evaluate.reference``), Holm-adjusted, and the paired subject-bootstrap
-difference of every row to it. This module builds them as numbers (fractions);
+each with a Baselines block (the classical baselines of :mod:`mer_core.baselines` in Table 4,
+and the majority class everywhere) and McNemar's exact test against the reference experiment
+(``params.yaml: evaluate.reference``), Holm-adjusted, the paired subject-bootstrap difference of
+every row to it, and of every deep row to the strongest baseline. This module builds them as numbers (fractions);
 :mod:`mer_core.table4_format` renders and writes them, :mod:`mer_core.report` writes the text
 around them.
 """
@@ -33,6 +34,10 @@ TABLE_TITLES = {
     "loss": f"Ablation: loss ({_REF} + {_PAPER[0]})",
 }
 METRIC_COLUMNS = (("accuracy", "Accuracy (%)"), ("uf1", "UF1"), ("uar", "UAR"))
+#: Per metric m, the columns m + suffix of a table (intervals, seeds' sd, paired differences to
+#: the reference and to the strongest baseline).
+_SUFFIXES = ("_ci_low", "_ci_high", "_std", "_diff", "_diff_ci_low", "_diff_ci_high",
+             "_diff_baseline", "_diff_baseline_ci_low", "_diff_baseline_ci_high")
 
 
 # ----------------------------------------------------------------------------------------------
@@ -87,6 +92,15 @@ def select_rows(specs: Mapping, table: str, best_spotter: str | None = None
 # ----------------------------------------------------------------------------------------------
 # Table assembly (numeric)
 # ----------------------------------------------------------------------------------------------
+def baseline_rows(metric_map: Mapping[str, Mapping]) -> list[tuple[str, str]]:
+    """The (row label, baseline) pairs of ``metrics.json``, in :data:`mer_core.vocab.BASELINES`
+    order."""
+    names = [n for n, m in metric_map.items() if m.get("kind") == "baseline"]
+    order = list(vocab.BASELINES)
+    names.sort(key=lambda n: order.index(n) if n in order else len(order))
+    return [(vocab.BASELINES.get(n, n), n) for n in names]
+
+
 def reference_of(metric_map: Mapping[str, Mapping]) -> str:
     """The reference experiment that ``metrics.json``'s paired differences are taken against.
 
@@ -142,8 +156,10 @@ def majority_row(y_true, labels: Sequence[str], n_boot: int = 1000, ci: float = 
 def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str]],
                 predictions: Mapping[str, pd.DataFrame] | None = None,
                 reference: str | None = None, baseline: Mapping | None = None,
-                table: str = "table4") -> pd.DataFrame:
-    """One table as numbers: a row per experiment, then the majority-class row.
+                table: str = "table4",
+                baselines: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
+    """One table as numbers: a row per experiment, then the Baselines block (the classical
+    baselines, then the majority-class row).
 
     Args:
         metric_map: ``metrics.json`` content (experiment -> metrics).
@@ -152,29 +168,35 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
         reference: the experiment every row is tested against (McNemar, exact).
         baseline: a :func:`majority_row` dict, appended last (optional).
         table: the table's name (``table`` column).
+        baselines: (label, baseline) pairs of ``metrics.json`` (:func:`baseline_rows`), shown
+            after the experiments with ``is_baseline`` True; they get intervals and paired
+            differences but no McNemar test (the Holm family stays the frame strategies').
 
     Returns:
         DataFrame with columns table, row, experiment, frames, backbone, loss, and for m in
         accuracy, uf1, uar: m, m_ci_low, m_ci_high, m_std, m_diff, m_diff_ci_low,
         m_diff_ci_high (paired difference to the reference, subject bootstrap); n, n_seeds,
         is_reference, is_baseline, mcnemar_b (row right & reference wrong), mcnemar_c,
-        mcnemar_p, mcnemar_p_holm (Holm-adjusted over the table's tests), mcnemar_seed.
-        Values are fractions (accuracy too).
+        mcnemar_p, mcnemar_p_holm (Holm-adjusted over the table's tests), mcnemar_seed,
+        best_baseline and m_diff_baseline, m_diff_baseline_ci_low/high (paired difference to
+        the strongest baseline, when ``metrics.json`` has baselines). Values are fractions
+        (accuracy too).
     """
     out = []
     can_test = predictions is not None and reference is not None and reference in predictions
-    for label, name in rows:
+    blocks = [(label, name, False) for label, name in rows] + \
+        [(label, name, True) for label, name in baselines]
+    for label, name, is_base in blocks:
         m = metric_map[name]
         r = {"table": table, "row": label, "experiment": name,
              **{k: m.get(k, "") for k in ("frames", "backbone", "loss")}}
         for k, _ in METRIC_COLUMNS:
             r[k] = m[k]
-            for suffix in ("_ci_low", "_ci_high", "_std", "_diff", "_diff_ci_low",
-                           "_diff_ci_high"):
+            for suffix in _SUFFIXES:
                 r[f"{k}{suffix}"] = m.get(f"{k}{suffix}")
         r.update(n=m.get("n"), n_seeds=m.get("n_seeds", 1), is_reference=name == reference,
-                 is_baseline=False)
-        if can_test and name != reference and name in predictions:
+                 is_baseline=is_base, best_baseline=m.get("best_baseline"))
+        if can_test and name != reference and name in predictions and not is_base:
             ca, cb, s = stats.paired_correct(predictions[name], predictions[reference])
             t = stats.mcnemar_exact(ca, cb)
             r.update(mcnemar_b=t["b"], mcnemar_c=t["c"], mcnemar_p=t["p_value"], mcnemar_seed=s)
@@ -196,10 +218,9 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
         out.append(r)
     cols = ["table", "row", "experiment", "frames", "backbone", "loss"]
     for k, _ in METRIC_COLUMNS:
-        cols += [k, f"{k}_ci_low", f"{k}_ci_high", f"{k}_std", f"{k}_diff", f"{k}_diff_ci_low",
-                 f"{k}_diff_ci_high"]
+        cols += [k] + [f"{k}{suffix}" for suffix in _SUFFIXES]
     cols += ["n", "n_seeds", "is_reference", "is_baseline", "mcnemar_b", "mcnemar_c",
-             "mcnemar_p", "mcnemar_p_holm", "mcnemar_seed"]
+             "mcnemar_p", "mcnemar_p_holm", "mcnemar_seed", "best_baseline"]
     df = pd.DataFrame(out).reindex(columns=cols)
     df["mcnemar_p_holm"] = stats.holm(df["mcnemar_p"].tolist())
     return df
@@ -244,7 +265,8 @@ def build_tables(metric_map: Mapping[str, Mapping], labels: Sequence[str],
         rows = select_rows(metric_map, t, best_spotter)
         if t != "table4" and len(rows) < min_rows:
             continue
-        tables[t] = build_table(metric_map, rows, predictions, reference, base, table=t)
+        tables[t] = build_table(metric_map, rows, predictions, reference, base, table=t,
+                                baselines=baseline_rows(metric_map) if t == "table4" else ())
     return tables
 
 
@@ -271,10 +293,18 @@ def mcnemar_seed(tables: Mapping[str, pd.DataFrame]) -> int | None:
 
 
 def n_tests(tables: Mapping[str, pd.DataFrame]) -> int:
-    """McNemar tests of Table 4 (the Holm family): every row but the reference."""
-    return len(tables["table4"]) - 1
+    """McNemar tests of Table 4 (the Holm family): every row but the reference and the
+    classical baselines."""
+    t4 = tables["table4"]
+    return int((~t4["is_reference"].astype(bool) & ~t4["experiment"].isin(vocab.BASELINES)).sum())
 
 
-__all__ = ["select_rows", "spotter_summary", "reference_of", "majority_row", "build_table",
+def best_baseline(tables: Mapping[str, pd.DataFrame]) -> str | None:
+    """The strongest baseline the deep rows are compared with (None without baselines)."""
+    names = pd.concat(tables.values())["best_baseline"].dropna()
+    return str(names.iloc[0]) if len(names) else None
+
+
+__all__ = ["select_rows", "spotter_summary", "baseline_rows", "best_baseline", "reference_of", "majority_row", "build_table",
            "build_tables", "bootstrap_settings", "mcnemar_seed", "n_tests", "TABLE_TITLES",
            "METRIC_COLUMNS"]

@@ -4,7 +4,7 @@ and the files ``reports/table4.md|csv|tex``.
 Input: the numeric tables of :func:`mer_core.table4.build_tables`. A cell reads "value [low,
 high]" (subject-bootstrap interval; "± sd" with several seeds), the best experiment value per
 column in bold; the verdict says which rows differ from the reference (paired interval excludes
-0) and which do not.
+0) and which do not, and whether each deep row beats the strongest classical baseline.
 """
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from typing import Mapping, Sequence
 
 import pandas as pd
 
-from mer_core import io
+from mer_core import io, vocab
 from mer_core.table4 import METRIC_COLUMNS, TABLE_TITLES
 
 ROW_HEADERS = {"table4": "Frames", "backbone": "Backbone", "loss": "Loss"}
@@ -67,14 +67,20 @@ def display_table(df: pd.DataFrame, bold: str = "md") -> pd.DataFrame:
     p_title = f"McNemar p (Holm) vs {ref.iloc[0]}" if len(ref) else "McNemar p (Holm)"
     out[p_title] = ["ref." if r["is_reference"] else _fmt_p(r.get("mcnemar_p_holm"))
                     for _, r in df.iterrows()]
+    best = df["best_baseline"].dropna() if "best_baseline" in df else pd.Series(dtype=object)
+    if len(best):
+        out[f"ΔUF1 vs best baseline ({best.iloc[0]})"] = [
+            "best baseline" if r["experiment"] == best.iloc[0]
+            else "" if r["is_baseline"] else _fmt_diff(r, "uf1", "_diff_baseline")
+            for _, r in df.iterrows()]
     return out
 
 
-def _fmt_diff(r, m: str) -> str:
-    d = r.get(f"{m}_diff")
+def _fmt_diff(r, m: str, kind: str = "_diff") -> str:
+    d = r.get(f"{m}{kind}")
     if d is None or pd.isna(d):
         return ""
-    lo, hi = r.get(f"{m}_diff_ci_low"), r.get(f"{m}_diff_ci_high")
+    lo, hi = r.get(f"{m}{kind}_ci_low"), r.get(f"{m}{kind}_ci_high")
     scale = 100 if m == "accuracy" else 1
     fmt = (lambda v: f"{scale * v:+.1f}") if m == "accuracy" else (lambda v: f"{v:+.3f}")
     return f"{fmt(d)} [{fmt(lo)}, {fmt(hi)}]"
@@ -96,7 +102,9 @@ def verdict(df: pd.DataFrame, metric: str = "uf1", alpha: float = 0.05) -> str:
     if not len(ref):
         return ""
     name = {"uf1": "UF1", "uar": "UAR", "accuracy": "accuracy"}[metric]
-    rows = [r for _, r in df.iterrows() if not r["is_reference"]]
+    # the classical baselines have a sentence of their own (baseline_verdict)
+    rows = [r for _, r in df.iterrows() if not r["is_reference"]
+            and not (r.get("is_baseline") and r.get("experiment") in vocab.BASELINES)]
     yes = [r for r in rows if distinguishable(r, metric)]
     no = [r for r in rows if distinguishable(r, metric) is False]
     def item(r):
@@ -119,13 +127,47 @@ def verdict(df: pd.DataFrame, metric: str = "uf1", alpha: float = 0.05) -> str:
     return " ".join(parts)
 
 
+def baseline_verdict(df: pd.DataFrame, metric: str = "uf1") -> str:
+    """One sentence per table, generated from the numbers: does each deep row beat the
+    strongest baseline (paired subject-bootstrap interval of the difference above 0), and
+    which do not. "" when the table has no baseline comparison."""
+    best = df["best_baseline"].dropna() if "best_baseline" in df else pd.Series(dtype=object)
+    deep = [r for _, r in df.iterrows() if not r["is_baseline"]
+            and not pd.isna(r.get(f"{metric}_diff_baseline"))]
+    if not len(best) or not deep:
+        return ""
+    name = {"uf1": "UF1", "uar": "UAR", "accuracy": "accuracy"}[metric]
+    base = df.loc[df["experiment"] == best.iloc[0], "row"]
+    label = base.iloc[0] if len(base) else vocab.BASELINES.get(best.iloc[0], best.iloc[0])
+    groups = {"beat": [], "tie": [], "below": []}
+    for r in deep:
+        lo, hi = r[f"{metric}_diff_baseline_ci_low"], r[f"{metric}_diff_baseline_ci_high"]
+        groups["beat" if lo > 0 else "below" if hi < 0 else "tie"].append(
+            f"{r['row']} ({_fmt_diff(r, metric, '_diff_baseline')})")
+    parts = [f"Against the strongest classical baseline, **{label}** (highest pooled UF1 of the "
+             f"baselines on these subjects; paired {name} difference, row minus baseline):"]
+    if groups["beat"]:
+        parts.append("beats it: " + "; ".join(groups["beat"]) + ".")
+    if groups["tie"]:
+        parts.append("does NOT beat it (the interval contains 0): "
+                     + "; ".join(groups["tie"]) + ".")
+    if groups["below"]:
+        parts.append("is WORSE than it (the interval is below 0): "
+                     + "; ".join(groups["below"]) + ".")
+    return " ".join(parts)
+
+
 def to_markdown(df: pd.DataFrame) -> str:
-    """A numeric table (:func:`mer_core.table4.build_table`) as a GitHub Markdown table, best values bold."""
+    """A numeric table (:func:`mer_core.table4.build_table`) as a GitHub Markdown table, best
+    values bold, the Baselines block under a row of its own."""
     shown = display_table(df, bold="md")
     cols = list(shown.columns)
+    is_base = df["is_baseline"].astype(bool).to_numpy()
     lines = ["| " + " | ".join(cols) + " |",
              "|" + "|".join([":---", ":---"] + ["---:"] * (len(cols) - 2)) + "|"]
-    for _, r in shown.iterrows():
+    for i, (_, r) in enumerate(shown.iterrows()):
+        if is_base[i] and i > 0 and not is_base[i - 1] and is_base.sum() > 1:
+            lines.append("| *Baselines (same folds)* |" + " |" * (len(cols) - 1))
         lines.append("| " + " | ".join(str(r[c]).replace("|", "\\|") for c in cols) + " |")
     return "\n".join(lines) + "\n"
 
@@ -174,7 +216,7 @@ def tables_markdown(tables: Mapping[str, pd.DataFrame], level: int = 3) -> str:
     """Every table under its own heading."""
     parts = []
     for name, df in tables.items():
-        text = verdict(df)
+        text = "\n\n".join(t for t in (verdict(df), baseline_verdict(df)) if t)
         parts.append(f"{'#' * level} {TABLE_TITLES.get(name, name)}\n\n{to_markdown(df)}"
                      + (f"\n{text}\n" if text else ""))
     return "\n".join(parts)
@@ -200,5 +242,5 @@ def write_tables(tables: Mapping[str, pd.DataFrame], header: Sequence[str],
             "tex": io.write_text(reports_dir / "table4.tex", "\n".join(tex))}
 
 
-__all__ = ["display_table", "distinguishable", "verdict", "to_markdown", "tex_escape", "to_latex",
+__all__ = ["display_table", "distinguishable", "verdict", "baseline_verdict", "to_markdown", "tex_escape", "to_latex",
            "tables_markdown", "write_tables", "ROW_HEADERS"]

@@ -9,7 +9,8 @@ import numpy as np
 import pandas as pd
 import yaml
 
-from mer_core import handover
+from mer_core import handover, io, vocab
+from mer_core.baselines import GRID_CSV
 from mer_core import evaluate as E
 from mer_core import metrics as M
 from mer_core import table4 as T
@@ -60,13 +61,19 @@ EXPERIMENTS = {
 }
 
 
+#: baseline -> accuracy of the fake classifier (names from vocab.BASELINES, in its order)
+BASELINES = dict(zip(vocab.BASELINES, (0.75, 0.5, 0.55)))
+
+
 def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, per_subject=10,
-                      size=16, synthetic=True, seed=0):
+                      size=16, synthetic=True, seed=0, baselines=None):
     """Write the files the evaluate and table4 stages read: params.yaml, data/index.csv,
     data/dataset.json, data/frames/<stem>.npy|csv, reports/apex_metrics.json and, per
     experiment, results/<name>/predictions.csv, epoch_log.csv, run.json, cams/*.npz.
 
     ``experiments``: name -> (frames, backbone, loss, accuracy of the fake classifier).
+    ``baselines``: name -> accuracy; each gets ``results/baselines/<name>/`` (predictions,
+    choices, grid predictions over C 0.1 and 1, run.json) and ``params.yaml`` lists them.
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -76,6 +83,7 @@ def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, p
     params["train"].update(image_size=64, epochs=10, pretrained="")  # fixed, whatever params.yaml says
     params["train"]["n_seeds"] = len(seeds)
     params["train"]["seed"] = seeds[0]
+    params["baselines"]["names"] = ",".join(baselines or {})
     (root / "data" / "frames").mkdir(parents=True, exist_ok=True)
     (root / "reports").mkdir(exist_ok=True)
     (root / "params.yaml").write_text(yaml.safe_dump(params, sort_keys=False))
@@ -142,15 +150,37 @@ def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, p
             "experiment": name, "labels": LABELS, "n_folds": n_subjects * len(seeds),
             "device": "cpu", "precision": "bf16", "threads": 2, "wall_s_folds": 120.0,
             "mean_fold_s": 120.0 / n_subjects, "train_images_per_s": 250.0}))
+    for name, acc in (baselines or {}).items():
+        out = root / "results" / "baselines" / name
+        grid = []
+        for C in (0.1, 1.0):
+            right = rng.random(len(index)) < (acc if C == 1.0 else acc / 2)
+            grid.append(pd.DataFrame({"seed": 0, "fold": index["subject"], "C": C,
+                                      "sample_id": index["sample_id"], "y_true": index["label"],
+                                      "y_pred": np.where(right, index["label"], "others")}))
+        chosen = grid[1]
+        p = pd.DataFrame({"sample_id": index["sample_id"], "subject": index["subject"],
+                          "y_true": index["label"], "y_pred": chosen["y_pred"],
+                          **{f"p_{c}": 0.2 for c in LABELS}, "seed": 0})
+        handover.write_predictions(out, p)
+        choices = pd.DataFrame({"subject": sorted(index["subject"].unique()), "C": 1.0,
+                                "inner_uf1": 0.5, "n_train": 50, "n_test": 10, "seconds": 0.5,
+                                "not_converged": 0})
+        io.write_csv(out / handover.CHOICES_CSV, choices)
+        io.write_csv(out / GRID_CSV, pd.concat(grid, ignore_index=True))
+        handover.write_run(out, {"experiment": name, "wall_s_this_call": 4.0,
+                                 "wall_s_folds": 3.0, "n_folds": n_subjects})
     return root
 
 
 def fake_tables(project, reference="apex_annotated", **kw):
     """Evaluate the fake project (200 resamples) and build its tables."""
     params = yaml.safe_load((project / "params.yaml").read_text())
+    names = [n for n in params["baselines"]["names"].split(",") if n]
     metric_map = E.evaluate_experiments(project / "results", params["experiments"], LABELS,
                                         project / "reports", n_boot=200, progress=False,
-                                        reference=reference)
-    preds = handover.load_predictions(project / "results", list(metric_map))
+                                        reference=reference, baselines=names)
+    preds = handover.load_predictions(project / "results", list(params["experiments"]))
+    preds |= handover.load_predictions(project / "results" / "baselines", names)
     return metric_map, T.build_tables(metric_map, LABELS, preds, reference=reference,
                                       best_spotter="lbp", n_boot=200, **kw)

@@ -82,7 +82,7 @@ def _dvc_stages():
 def test_dvc_stages_run_existing_notebooks_with_known_parameters():
     """Every `-p/-r/-y name` a stage passes exists in its notebook (a typo would be ignored)."""
     stages = _dvc_stages()
-    assert list(stages) == ["data", "apex", "train", "evaluate", "table4"]
+    assert list(stages) == ["data", "apex", "train", "baselines", "evaluate", "table4"]
     for name, stage in stages.items():
         cmd = (stage.get("do") or stage)["cmd"]
         cmd = cmd.replace("${nb}", "papermill -k python3 --log-output --no-progress-bar")
@@ -165,7 +165,8 @@ def test_code_version_hashes_what_a_fold_computes_and_the_stage_reruns_on_it():
 STAGE_MODULES = {
     0: {"sheets", "images", "datasets", "synthetic", "synthetic_faces", "card"},
     1: {"apex", "apex_scores", "faces", "apex_stage", "apex_figures"},
-    2: {"loso", "fold", "machine", "fingerprints", "models", "losses", "gradcam", "train_figures"},
+    2: {"loso", "fold", "machine", "fingerprints", "models", "losses", "gradcam", "train_figures",
+        "baselines"},
     3: {"stats", "evaluate", "leakage"},
     4: {"table4", "table4_format", "table4_figures", "report"},
 }
@@ -197,7 +198,8 @@ def test_deps_follow_imports_transitively(tmp_path):
 
 
 NOTEBOOK_SECTION = {"00_data.ipynb": "data", "01_apex_extraction.ipynb": "apex",
-                    "02_train_loso.ipynb": "train", "03_evaluate.ipynb": "evaluate",
+                    "02_train_loso.ipynb": "train", "02_baselines.ipynb": "baselines",
+                    "03_evaluate.ipynb": "evaluate",
                     "04_table4.ipynb": "table4"}
 #: Where data lives, not what the experiment is: a notebook run by hand generates the synthetic
 #: set in its scratch folder (dvc.yaml passes params.yaml's data.root).

@@ -6,6 +6,7 @@ import pandas as pd
 import pytest
 
 from mer_core import handover
+from mer_core.baselines import read_choices
 from mer_core import leakage as L
 from mer_core import metrics as M
 
@@ -114,3 +115,28 @@ def test_check_experiments_reads_every_log_and_cross_checks_the_headline(project
     L.plot_leakage(leak, tmp_path / "leak.png")
     assert (tmp_path / "leak.png").stat().st_size > 1000
     assert L.check_experiments(tmp_path / "nothing", preds, LABELS) is None
+
+
+def test_baselines_get_the_check_for_their_choice_of_c(tmp_path):
+    """A baseline's C grid is checked like an epoch: the C each fold chose (valid) reproduces
+    the headline, the C its test subject likes best (INVALID) is at least as high."""
+    from fakes import BASELINES, make_fake_project
+
+    project = make_fake_project(tmp_path, baselines=BASELINES)
+    metric_map, _ = fake_tables(project)
+    results = project / "results"
+    preds = handover.load_predictions(results / "baselines", list(BASELINES))
+    leak = L.check_experiments(results, preds, LABELS)
+    assert set(leak["experiment"]) == set(BASELINES) and len(leak) == 3 * len(BASELINES)
+    valid = leak[leak["valid"]]
+    assert valid["protocol"].eq("C chosen inside the training subjects (valid)").all()
+    assert leak["protocol"].str.startswith("best test C per fold").sum() == len(BASELINES)
+    assert L.headline_mismatches(leak, metric_map) == []
+    for name in BASELINES:
+        v, bad = leak[leak["experiment"] == name]["pooled_accuracy"].iloc[:2]
+        assert bad >= v and v == pytest.approx(metric_map[name]["accuracy"])
+        assert leak[leak["experiment"] == name]["pooled_uf1"].iloc[0] == \
+            pytest.approx(metric_map[name]["uf1"])
+    choices, grid = read_choices(results / "baselines" / list(BASELINES)[0])
+    log, ep, chosen = L.baseline_grid_log(choices, grid, LABELS)
+    assert sorted(log["epoch"].unique()) == [1, 2] and set(chosen.values()) == {2}

@@ -27,6 +27,7 @@ SUBJECTS = "sub02,sub09,sub17,sub19"
 QUICK = {"00_data.ipynb": {"synthetic_subjects": SUBJECTS, "synthetic_size": 48},
          "01_apex_extraction.ipynb": {"image_size": 32, "workers": 1},
          "02_train_loso.ipynb": {"image_size": 32, "batch_size": 8, "max_folds": 1},
+         "02_baselines.ipynb": {"c_grid": "0.1,1", "inner_folds": 2, "lbp_grid": 3},
          "03_evaluate.ipynb": {}, "04_table4.ipynb": {}}
 
 
@@ -115,15 +116,27 @@ def test_every_notebook_runs_end_to_end_and_parameter_runs_leave_it_alone(tmp_pa
         pred = pd.read_csv(project / "results" / name / "predictions.csv")
         assert len(pred) == len(index) and set(pred.experiment) == {name}
 
+    run(project, "02_baselines.ipynb", c_grid="0.1,1", inner_folds=2, lbp_grid=3,
+        results_dir="results/baselines", reports_dir="reports")
+    names = params["baselines"]["names"].split(",")
+    for name in names:
+        pred = pd.read_csv(project / "results" / "baselines" / name / "predictions.csv")
+        assert len(pred) == len(index)
+    assert (project / "reports" / "figures" / "02_baselines" / "02_baselines_c.png").is_file()
+
     run(project, "03_evaluate.ipynb", bootstrap=200, reports_dir="reports")
     metrics = json.loads((project / "reports" / "metrics.json").read_text())
-    assert set(metrics) >= {"onset", "apex_annotated"}
+    assert set(metrics) >= {"onset", "apex_annotated", *names}
     assert metrics["onset"]["ci_unit"] == "subject" and "uf1_diff_ci_low" in metrics["onset"]
+    assert metrics[names[0]]["kind"] == "baseline" and "uf1_diff_baseline" in metrics["onset"]
+    leak = pd.read_csv(project / "reports" / "leakage.csv")
+    assert set(names) <= set(leak["experiment"])
 
     run(project, "04_table4.ipynb", reports_dir="reports")
     table = (project / "reports" / "table4.md").read_text()
     assert "synthetic" in table.lower() and "not public" in table
     assert "subject-level bootstrap" in table and "distinguishable" in table
+    assert "*Baselines (same folds)*" in table and "strongest classical baseline" in table
     for suffix in ("csv", "tex"):
         assert (project / "reports" / f"table4.{suffix}").is_file()
 

@@ -107,6 +107,23 @@ def test_header_names_calibration_subject_bootstrap_and_machine(project):
     assert "no calibration record" in R.recipe_line(params.train, None, True)
 
 
+def test_header_says_how_the_baselines_were_made(project):
+    from mer_core import config
+
+    params = config.load(project / "params.yaml")
+    dataset = json.loads((project / "data" / "dataset.json").read_text())
+    cfg = config.BaselinesConfig()
+    lines = R.header_lines(dataset, params.train, 200, 0.95, baselines=cfg, clip_frames=16,
+                           best_baseline=cfg.name_list[0])
+    text = next(line for line in lines if line.startswith("- **Baselines**"))
+    assert "LBP-TOP of 16 frames evenly spaced over onset..offset (5 x 5 blocks, P = 8" in text
+    assert "59 uniform codes per plane" in text and "linear SVM" in text
+    assert "C from {0.001, 0.01, 0.1, 1, 10} chosen per fold by 5-fold group" in text
+    assert "never on the test subject" in text and f"`{cfg.name_list[0]}`, the baseline" in text
+    assert not any("Baselines" in line for line in R.header_lines(
+        dataset, params.train, 200, 0.95, baselines=config.BaselinesConfig(names="")))
+
+
 def test_leakage_note_names_every_experiments_inflation(tmp_path):
     csv = tmp_path / "leakage.csv"
     assert R.leakage_note(handover.read_leakage(csv)) == ""

@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from mer_core import handover
+from mer_core import handover, vocab
 from mer_core import stats as S
 from mer_core import table4 as T
 from mer_core import table4_figures as TF
@@ -164,3 +164,105 @@ def test_notebook_helpers_and_gradcam_figure(project, tmp_path):
         ("Table 4 bar chart", "reports/figures/04_table4/table4_bars.png")]
     assert TF.readme_figures("reports", gradcam=True)[1] == (
         "Grad-CAM", "reports/figures/04_table4/table4_gradcam.png")
+
+
+# ------------------------------------------------------------------ the Baselines block
+
+@pytest.fixture
+def with_baselines(tmp_path):
+    from fakes import BASELINES
+    return make_fake_project(tmp_path, baselines=BASELINES)
+
+
+def test_table4_has_a_baselines_block_and_the_difference_to_the_best(with_baselines):
+    from fakes import BASELINES
+    metric_map, tables = fake_tables(with_baselines)
+    t4 = tables["table4"]
+    names = list(BASELINES)
+    assert list(t4["experiment"]) == ["onset", "middle", "apex_spotted", "apex_annotated",
+                                      *names, "majority_class"]
+    block = t4[t4["is_baseline"]]
+    assert list(block["experiment"]) == names + ["majority_class"]
+    assert list(block["row"][:3]) == [vocab.BASELINES[n] for n in names]
+    best = max(names, key=lambda n: metric_map[n]["uf1"])
+    assert set(t4["best_baseline"].dropna()) == {best}
+    for _, r in t4[~t4["is_baseline"]].iterrows():
+        # the paired difference to the best baseline: same resamples, point = difference
+        assert r["uf1_diff_baseline"] == pytest.approx(r["uf1"] - metric_map[best]["uf1"])
+        assert r["uf1_diff_baseline_ci_low"] <= r["uf1_diff_baseline"] \
+            <= r["uf1_diff_baseline_ci_high"]
+    lbp = t4[t4["experiment"] == names[0]].iloc[0]
+    assert not pd.isna(lbp["uf1_ci_low"]) and not pd.isna(lbp["uf1_diff"])
+    # no McNemar for the classical baselines: Table 4's Holm family stays the frame rows'
+    assert block["mcnemar_p"].iloc[:3].isna().all() and T.n_tests(tables) == 4
+    assert "LBP-TOP" not in F.verdict(t4)
+    # ablations keep only the majority row in their block
+    assert tables["backbone"]["is_baseline"].sum() == 1
+
+
+def test_markdown_shows_the_block_and_says_which_rows_beat_the_best_baseline(with_baselines):
+    _, tables = fake_tables(with_baselines)
+    t4 = tables["table4"]
+    md = F.to_markdown(t4)
+    lines = md.strip().splitlines()
+    assert len(lines) == 2 + len(t4) + 1 and lines[6].startswith("| *Baselines (same folds)*")
+    best = t4["best_baseline"].dropna().iloc[0]
+    assert f"ΔUF1 vs best baseline ({best})" in lines[0]
+    assert "| best baseline |" in md
+    text = F.baseline_verdict(t4)
+    label = t4.loc[t4["experiment"] == best, "row"].iloc[0]
+    assert text.startswith(f"Against the strongest classical baseline, **{label}**")
+    sections = re.split(r"(beats it|does NOT beat it|is WORSE)", text)
+    said = {g: body for g, body in zip(sections[1::2], sections[2::2])}
+    for _, r in t4[~t4["is_baseline"]].iterrows():
+        lo, hi = r["uf1_diff_baseline_ci_low"], r["uf1_diff_baseline_ci_high"]
+        group = "beats it" if lo > 0 else "is WORSE" if hi < 0 else "does NOT beat it"
+        assert f"{r['row']} (" in said[group]
+        assert all(f"{r['row']} (" not in body for g, body in said.items() if g != group)
+    assert F.baseline_verdict(tables["loss"]) .startswith("Against the strongest")
+    tex = F.to_latex(t4)
+    assert tex.count(r"\midrule") == 2
+
+
+def test_difference_to_the_best_baseline_is_paired(tmp_path):
+    """A deep row that predicts exactly what the best baseline predicts differs from it by
+    exactly 0 on every resample; the interval equals subject_bootstrap's against that baseline."""
+    from fakes import BASELINES
+    project = make_fake_project(tmp_path, baselines=BASELINES)
+    metric_map, _ = fake_tables(project)
+    best = metric_map["onset"]["best_baseline"]
+    assert best == max(BASELINES, key=lambda n: metric_map[n]["uf1"])
+    copy = pd.read_csv(project / "results" / "baselines" / best / "predictions.csv")
+    copy.to_csv(project / "results" / "onset" / "predictions.csv", index=False)
+    metric_map, _ = fake_tables(project)
+    assert metric_map["onset"]["uf1_diff_baseline"] == 0
+    assert metric_map["onset"]["uf1_diff_baseline_ci_low"] == 0 == \
+        metric_map["onset"]["uf1_diff_baseline_ci_high"]
+    preds = handover.load_predictions(project / "results", ["middle", "apex_annotated"])
+    preds |= handover.load_predictions(project / "results" / "baselines", list(BASELINES))
+    boot = S.subject_bootstrap(preds, LABELS, n=200, seed=0, reference=best)
+    assert metric_map["middle"]["uf1_diff_baseline_ci_low"] == \
+        pytest.approx(boot["middle"]["uf1_diff_ci_low"])
+
+
+def test_baseline_verdict_states_the_result_either_way():
+    base = {"table": "table4", "is_reference": False, "best_baseline": "b",
+            "uf1_diff_baseline": 0.1}
+    df = pd.DataFrame([
+        {**base, "row": "Deep A", "experiment": "a", "is_baseline": False,
+         "uf1_diff_baseline_ci_low": 0.02, "uf1_diff_baseline_ci_high": 0.2},
+        {**base, "row": "Deep B", "experiment": "c", "is_baseline": False,
+         "uf1_diff_baseline": -0.01, "uf1_diff_baseline_ci_low": -0.1,
+         "uf1_diff_baseline_ci_high": 0.05},
+        {**base, "row": "Deep C", "experiment": "d", "is_baseline": False,
+         "uf1_diff_baseline": -0.2, "uf1_diff_baseline_ci_low": -0.3,
+         "uf1_diff_baseline_ci_high": -0.1},
+        {**base, "row": "LBP", "experiment": "b", "is_baseline": True,
+         "uf1_diff_baseline": 0.0, "uf1_diff_baseline_ci_low": 0.0,
+         "uf1_diff_baseline_ci_high": 0.0}])
+    text = F.baseline_verdict(df)
+    assert "**LBP**" in text
+    assert "beats it: Deep A (+0.100 [+0.020, +0.200])." in text
+    assert "does NOT beat it (the interval contains 0): Deep B (-0.010" in text
+    assert "is WORSE than it (the interval is below 0): Deep C (-0.200" in text
+    assert F.baseline_verdict(df.drop(columns="best_baseline")) == ""
