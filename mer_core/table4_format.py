@@ -147,12 +147,13 @@ def baseline_verdict(df: pd.DataFrame, metric: str = "uf1") -> str:
     parts = [f"Against the strongest classical baseline, **{label}** (highest pooled UF1 of the "
              f"baselines on these subjects; paired {name} difference, row minus baseline):"]
     if groups["beat"]:
-        parts.append("beats it: " + "; ".join(groups["beat"]) + ".")
+        parts.append("Rows that beat it (the interval is above 0): "
+                     + "; ".join(groups["beat"]) + ".")
     if groups["tie"]:
-        parts.append("does NOT beat it (the interval contains 0): "
+        parts.append("Rows that do NOT beat it (the interval contains 0): "
                      + "; ".join(groups["tie"]) + ".")
     if groups["below"]:
-        parts.append("is WORSE than it (the interval is below 0): "
+        parts.append("Rows WORSE than it (the interval is below 0): "
                      + "; ".join(groups["below"]) + ".")
     return " ".join(parts)
 

@@ -212,11 +212,12 @@ def test_markdown_shows_the_block_and_says_which_rows_beat_the_best_baseline(wit
     text = F.baseline_verdict(t4)
     label = t4.loc[t4["experiment"] == best, "row"].iloc[0]
     assert text.startswith(f"Against the strongest classical baseline, **{label}**")
-    sections = re.split(r"(beats it|does NOT beat it|is WORSE)", text)
+    sections = re.split(r"(Rows that beat it|Rows that do NOT beat it|Rows WORSE)", text)
     said = {g: body for g, body in zip(sections[1::2], sections[2::2])}
     for _, r in t4[~t4["is_baseline"]].iterrows():
         lo, hi = r["uf1_diff_baseline_ci_low"], r["uf1_diff_baseline_ci_high"]
-        group = "beats it" if lo > 0 else "is WORSE" if hi < 0 else "does NOT beat it"
+        group = ("Rows that beat it" if lo > 0 else "Rows WORSE" if hi < 0
+                 else "Rows that do NOT beat it")
         assert f"{r['row']} (" in said[group]
         assert all(f"{r['row']} (" not in body for g, body in said.items() if g != group)
     assert F.baseline_verdict(tables["loss"]) .startswith("Against the strongest")
@@ -262,7 +263,8 @@ def test_baseline_verdict_states_the_result_either_way():
          "uf1_diff_baseline_ci_high": 0.0}])
     text = F.baseline_verdict(df)
     assert "**LBP**" in text
-    assert "beats it: Deep A (+0.100 [+0.020, +0.200])." in text
-    assert "does NOT beat it (the interval contains 0): Deep B (-0.010" in text
-    assert "is WORSE than it (the interval is below 0): Deep C (-0.200" in text
+    assert "Rows that beat it (the interval is above 0): Deep A (+0.100 [+0.020, +0.200])." \
+        in text
+    assert "Rows that do NOT beat it (the interval contains 0): Deep B (-0.010" in text
+    assert "Rows WORSE than it (the interval is below 0): Deep C (-0.200" in text
     assert F.baseline_verdict(df.drop(columns="best_baseline")) == ""
