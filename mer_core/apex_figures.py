@@ -256,6 +256,46 @@ def crops_figure(sample_ids: Sequence[str], crops: Mapping[str, tuple[np.ndarray
     return fig
 
 
+def flow_figure(frames_dir, index: pd.DataFrame, labels: Sequence[str],
+                strategy: str = "annotated", step: int = 4):
+    """Onset -> apex optical flow per class: the mean flow magnitude of the class's clips
+    (image) with their mean displacement (arrows), from the ``flow:<strategy>`` cache.
+
+    Args:
+        frames_dir: the apex stage's caches.
+        index: the index (``sample_id``, ``label``); clips the stage skipped are left out.
+        labels: the classes, one panel each.
+        strategy: whose apex the flow ends at (``annotated`` or ``spotted:<method>``).
+        step: one arrow every ``step`` px.
+
+    Returns:
+        A matplotlib Figure with one panel per class (its clip count in the title).
+    """
+    import matplotlib.pyplot as plt
+
+    from mer_core.motion import decode_flow
+
+    index = frame_cache.cached_index(index, frames_dir)
+    flow = decode_flow(frame_cache.load_cache(frames_dir, f"{apex_stage.FLOW}:{strategy}",
+                                              index))
+    fig, axes = plt.subplots(1, len(labels), figsize=(2.1 * len(labels), 2.5), squeeze=False)
+    vmax = float(np.percentile(flow[..., 2], 99)) or 1.0
+    for ax, label in zip(axes[0], labels):
+        rows = (index["label"].astype(str) == label).to_numpy()
+        ax.set_xticks([]), ax.set_yticks([])
+        ax.set_title(f"{label} ({rows.sum()})", fontsize=8)
+        if not rows.any():
+            continue
+        mean = flow[rows].mean(axis=0)
+        ax.imshow(mean[..., 2], cmap="magma", vmin=0, vmax=vmax)
+        y, x = np.mgrid[step // 2:mean.shape[0]:step, step // 2:mean.shape[1]:step]
+        ax.quiver(x, y, mean[y, x, 0], -mean[y, x, 1], color="cyan", angles="xy", width=0.006)
+    fig.suptitle(f"Onset -> {strategy} optical flow, mean per class (magnitude; arrows: mean "
+                 "displacement)", fontsize=8)
+    fig.tight_layout()
+    return fig
+
+
 def stage_report(result: Mapping) -> dict:
     """What the stage had to work around (skipped clips, centre crops, annotation fallbacks)
     and its timings: the :data:`REPORT_KEYS` of :func:`mer_core.apex_stage.build_apex_stage`'s
@@ -272,4 +312,4 @@ def stage_report(result: Mapping) -> dict:
 
 __all__ = ["REPORT_KEYS", "dataset_line", "metrics_table", "best_note", "apex_errors",
            "error_figure", "example_clips", "example_curves", "spotting_curves_figure",
-           "example_crops", "crops_figure", "stage_report"]
+           "example_crops", "crops_figure", "flow_figure", "stage_report"]

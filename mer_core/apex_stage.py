@@ -31,6 +31,10 @@ Outputs (all written atomically; formats in :mod:`mer_core.frame_cache` for the 
 - ``data/frames/clips.npy`` uint8 N x T x S x S (grey) and ``clips.csv`` (``sample_id``,
   ``frames``): ``clip_frames`` frames evenly spaced over onset..offset, cropped like the frames
   (the input of the LBP-TOP baseline, :mod:`mer_core.baselines`);
+- ``data/frames/flow-<stem>.npy|csv`` for ``annotated`` and every ``spotted:<method>``: the
+  onset -> apex optical flow of the same face crops as a uint8 image (dx, dy, magnitude;
+  :mod:`mer_core.motion`: TV-L1, or Farneback where OpenCV lacks it), the input of the
+  motion rows; the ``annotated`` one falls back to the fold's spotter like the frames;
 - ``data/frames/spotter_choice.csv``: ``subject`` (the fold's test subject), ``method``,
   ``mae_train_frames``, ``n_train_clips``;
 - ``data/apex.csv``: ``sample_id``, ``method``, ``apex_pred``, ``apex_annotated`` (frame numbers);
@@ -65,11 +69,13 @@ import numpy as np
 import pandas as pd
 
 from mer_core import apex as apex_mod
-from mer_core import apex_scores, frame_cache, handover, io, vocab
+from mer_core import apex_scores, frame_cache, handover, io, motion, vocab
 from mer_core.faces import FaceNotFoundWarning, crop, face_box
 from mer_core.images import frame_paths, read_frames
 
 logger = logging.getLogger(__name__)
+#: Prefix of the flow caches: ``flow:annotated`` -> ``data/frames/flow-annotated.npy``.
+FLOW = "flow"
 
 
 
@@ -114,7 +120,9 @@ def process_clip(task: dict) -> dict:
         ``face`` (aligned | haar | centre), ``box``, ``picks`` {key: 0-based index} for
         onset / middle / random / annotated (absent if NA) / ``spotted:<m>``, ``crops``
         {0-based index: S x S x 3 uint8}, ``clip`` (T x S x S grey uint8: ``clip_frames`` frames
-        evenly spaced over the clip, 0-based indices in ``clip_frames``), ``curves``
+        evenly spaced over the clip, 0-based indices in ``clip_frames``), ``flows`` {key: the
+        onset -> apex flow image (:func:`mer_core.motion.flow_image`)} for ``annotated`` and
+        each ``spotted:<m>`` (none when ``task["flows"]`` is False), ``curves``
         {method: array} if ``keep_curves``.
     """
     sid = task["sample_id"]
@@ -149,8 +157,12 @@ def process_clip(task: dict) -> dict:
     steps = np.linspace(0, n - 1, int(task.get("clip_frames", 16))).round().astype(int)
     clip = np.stack([cv2.cvtColor(crop(frames[i], box, size), cv2.COLOR_RGB2GRAY)
                      for i in steps])
+    # onset -> apex optical flow of every apex strategy, on the same crops
+    flows = {k: motion.flow_image(crops[0], crops[i]) for k, i in picks.items()
+             if k == "annotated" or vocab.spotter_of(k) is not None} \
+        if task.get("flows", True) else {}
     out.update(n_frames=n, face=how, box=box, picks=picks, crops=crops, clip=clip,
-               clip_frames=steps.tolist())
+               clip_frames=steps.tolist(), flows=flows)
     if task.get("keep_curves"):
         out["curves"] = curves
     return out
@@ -287,7 +299,9 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     # Caches: one array + one id table per strategy, all with the same rows.
     frames_dir = Path(frames_dir)
     fallback, no_face = [], []
-    for strategy in vocab.cached_strategies(methods):
+    flow_strategies = ["annotated"] + [vocab.spotted(m) for m in methods]
+    for strategy, flow in [(s, False) for s in vocab.cached_strategies(methods)] + \
+            [(s, True) for s in flow_strategies]:
         arrays, ids = [], []
         for r in kept:
             key, source = strategy, strategy
@@ -300,10 +314,11 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
             elif strategy == "random":
                 source = f"random (seed {apex_cfg.random_seed})"
             i = r["picks"][key]
-            arrays.append(r["crops"][i])
+            arrays.append(r["flows"][key] if flow else r["crops"][i])
             ids.append({"sample_id": r["sample_id"], "frame": onsets[r["sample_id"]] + i,
-                        "source": source})
-        frame_cache.write_cache(frames_dir, strategy, np.stack(arrays), pd.DataFrame(ids))
+                        "source": (f"onset -> {source} flow" if flow else source)})
+        frame_cache.write_cache(frames_dir, f"{FLOW}:{strategy}" if flow else strategy,
+                                np.stack(arrays), pd.DataFrame(ids))
     frame_cache.write_spotter_choice(frames_dir, choice)
     frame_cache.write_clips(frames_dir, np.stack([r["clip"] for r in kept]), pd.DataFrame(
         [{"sample_id": r["sample_id"],
@@ -335,6 +350,10 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         "strategies": {s: f"{vocab.strategy_stem(s)}.npy" for s in vocab.cached_strategies(methods)},
         "clips": {"file": f"{frame_cache.CLIPS}.npy", "frames": int(apex_cfg.clip_frames),
                   "rule": "evenly spaced over onset..offset, grey, face-cropped"},
+        "flow": {"method": motion.flow_method(), "scale_px": motion.FLOW_SCALE,
+                 "files": {s: f"{vocab.strategy_stem(f'{FLOW}:{s}')}.npy"
+                           for s in flow_strategies},
+                 "rule": "onset -> apex of each strategy, on the cached face crops"},
         "frames_dir": str(frames_dir),
         "seconds": {"spot_and_crop": round(t_spot, 2),
                     "total": round(time.perf_counter() - t0, 2)},
@@ -353,7 +372,7 @@ def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> d
             "aligned": bool(dataset_info.get("aligned", False)), "methods": list(methods),
             "options": opts, "image_size": 8,
             "face_margin": float(apex_cfg.face_margin) if apex_cfg else 0.2,
-            "random_seed": 0, "strict": True, "keep_curves": True}
+            "random_seed": 0, "strict": True, "keep_curves": True, "flows": False}
     r = process_clip(task)
     return {"frames": np.arange(int(row["onset"]), int(row["offset"]) + 1), **r["curves"]}
 

@@ -169,6 +169,24 @@ def test_stage_caches_evenly_spaced_grey_clips(built):
         frame_cache.load_clips(out / "nowhere", index)
 
 
+def test_stage_caches_the_onset_to_apex_flow_of_every_apex_strategy(built):
+    from mer_core import motion
+
+    index, out, rep = built
+    assert rep["flow"]["method"] == motion.flow_method()
+    for s in ["annotated"] + [vocab.spotted(m) for m in METHODS.split(",")]:
+        flow = frame_cache.load_cache(out / "frames", f"flow:{s}", index)
+        assert flow.shape == (4, 32, 32, 3) and flow.dtype == np.uint8
+        ids = frame_cache.cached_ids(out / "frames", f"flow:{s}")
+        assert ids["source"].str.startswith("onset -> ").all()
+        assert ids["frame"].tolist() == frame_cache.cached_ids(out / "frames", s)["frame"].tolist()
+    # the flow is the one of the cached onset and apex crops
+    onset = frame_cache.load_cache(out / "frames", "onset", index)
+    apex = frame_cache.load_cache(out / "frames", "annotated", index)
+    flow = frame_cache.load_cache(out / "frames", "flow:annotated", index)
+    assert np.array_equal(flow[0], motion.flow_image(onset[0], apex[0]))
+
+
 def test_stage_spots_and_scores(built):
     index, out, rep = built
     table = pd.read_csv(out / "apex.csv")
@@ -330,3 +348,13 @@ def test_report_shows_each_clip_with_its_own_fold_frame(built):
                           frame_cache.load_cache(out / "frames", "onset", index))
     with pytest.raises(frame_cache.CacheMismatchError):
         frame_cache.tested_frames(out / "frames", "onset", ids[::-1])
+
+
+def test_flow_figure_has_a_panel_per_class(built):
+    import matplotlib
+    matplotlib.use("Agg")
+    from mer_core import apex_figures
+
+    index, out, _ = built
+    fig = apex_figures.flow_figure(out / "frames", index, ["happiness", "surprise"])
+    assert [ax.get_title() for ax in fig.axes] == ["happiness (4)", "surprise (0)"]
