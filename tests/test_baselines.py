@@ -387,3 +387,17 @@ def test_run_baselines_writes_each_and_resumes(tmp_path, capsys):
     baselines.run_baselines(index, LABELS, frames_dir, CFG, out)
     said = capsys.readouterr().out
     assert f"{BY_NEED['apex']}: reused" not in said
+
+
+def test_the_gram_matrix_svm_is_the_linear_svm_on_standardised_features():
+    """Training on the Gram matrix is a speed-up, not another model."""
+    from sklearn.preprocessing import StandardScaler
+    from sklearn.svm import SVC
+
+    X, y, _ = _toy(per_class=4, noise=1.5)         # 72 clips
+    fast = baselines.LinearKernelSVM(C=0.3).fit(X[:50], y[:50])
+    scaler = StandardScaler().fit(X[:50])
+    slow = SVC(kernel="linear", C=0.3, class_weight="balanced").fit(scaler.transform(X[:50]),
+                                                                   y[:50])
+    np.testing.assert_allclose(fast.decision_function(X[50:]),
+                               slow.decision_function(scaler.transform(X[50:])), atol=1e-6)
