@@ -35,6 +35,8 @@ Outputs (all written atomically; formats in :mod:`mer_core.frame_cache` for the 
   onset -> apex optical flow of the same face crops as a uint8 image (dx, dy, magnitude;
   :mod:`mer_core.motion`: TV-L1, or Farneback where OpenCV lacks it), the input of the
   motion rows; the ``annotated`` one falls back to the fold's spotter like the frames;
+- ``data/frames/diff-<stem>.npy|csv``, the same strategies: the apex - onset difference of the
+  crops as a uint8 image on a fixed gain (:func:`mer_core.motion.difference`);
 - ``data/frames/spotter_choice.csv``: ``subject`` (the fold's test subject), ``method``,
   ``mae_train_frames``, ``n_train_clips``;
 - ``data/apex.csv``: ``sample_id``, ``method``, ``apex_pred``, ``apex_annotated`` (frame numbers);
@@ -74,8 +76,9 @@ from mer_core.faces import FaceNotFoundWarning, crop, face_box
 from mer_core.images import frame_paths, read_frames
 
 logger = logging.getLogger(__name__)
-#: Prefix of the flow caches: ``flow:annotated`` -> ``data/frames/flow-annotated.npy``.
-FLOW = "flow"
+#: Prefixes of the motion caches: ``flow:annotated`` -> ``data/frames/flow-annotated.npy``,
+#: ``diff:annotated`` -> ``data/frames/diff-annotated.npy``.
+FLOW, DIFF = "flow", "diff"
 
 
 
@@ -122,7 +125,8 @@ def process_clip(task: dict) -> dict:
         {0-based index: S x S x 3 uint8}, ``clip`` (T x S x S grey uint8: ``clip_frames`` frames
         evenly spaced over the clip, 0-based indices in ``clip_frames``), ``flows`` {key: the
         onset -> apex flow image (:func:`mer_core.motion.flow_image`)} for ``annotated`` and
-        each ``spotted:<m>`` (none when ``task["flows"]`` is False), ``curves``
+        each ``spotted:<m>`` (none when ``task["flows"]`` is False), ``diffs`` {key: the
+        apex - onset difference image (:func:`mer_core.motion.difference`)}, ``curves``
         {method: array} if ``keep_curves``.
     """
     sid = task["sample_id"]
@@ -158,11 +162,12 @@ def process_clip(task: dict) -> dict:
     clip = np.stack([cv2.cvtColor(crop(frames[i], box, size), cv2.COLOR_RGB2GRAY)
                      for i in steps])
     # onset -> apex optical flow of every apex strategy, on the same crops
-    flows = {k: motion.flow_image(crops[0], crops[i]) for k, i in picks.items()
-             if k == "annotated" or vocab.spotter_of(k) is not None} \
+    apexes = {k: i for k, i in picks.items() if k == "annotated" or vocab.spotter_of(k)}
+    flows = {k: motion.flow_image(crops[0], crops[i]) for k, i in apexes.items()} \
         if task.get("flows", True) else {}
+    diffs = {k: motion.difference(crops[0], crops[i]) for k, i in apexes.items()}
     out.update(n_frames=n, face=how, box=box, picks=picks, crops=crops, clip=clip,
-               clip_frames=steps.tolist(), flows=flows)
+               clip_frames=steps.tolist(), flows=flows, diffs=diffs)
     if task.get("keep_curves"):
         out["curves"] = curves
     return out
@@ -300,8 +305,8 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     frames_dir = Path(frames_dir)
     fallback, no_face = [], []
     flow_strategies = ["annotated"] + [vocab.spotted(m) for m in methods]
-    for strategy, flow in [(s, False) for s in vocab.cached_strategies(methods)] + \
-            [(s, True) for s in flow_strategies]:
+    for strategy, motion_kind in [(s, None) for s in vocab.cached_strategies(methods)] + \
+            [(s, kind) for kind in (FLOW, DIFF) for s in flow_strategies]:
         arrays, ids = [], []
         for r in kept:
             key, source = strategy, strategy
@@ -314,11 +319,13 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
             elif strategy == "random":
                 source = f"random (seed {apex_cfg.random_seed})"
             i = r["picks"][key]
-            arrays.append(r["flows"][key] if flow else r["crops"][i])
+            arrays.append(r["crops"][i] if motion_kind is None
+                          else r["flows" if motion_kind == FLOW else "diffs"][key])
             ids.append({"sample_id": r["sample_id"], "frame": onsets[r["sample_id"]] + i,
-                        "source": (f"onset -> {source} flow" if flow else source)})
-        frame_cache.write_cache(frames_dir, f"{FLOW}:{strategy}" if flow else strategy,
-                                np.stack(arrays), pd.DataFrame(ids))
+                        "source": source if motion_kind is None
+                        else f"onset -> {source} {motion_kind}"})
+        frame_cache.write_cache(frames_dir, f"{motion_kind}:{strategy}" if motion_kind
+                                else strategy, np.stack(arrays), pd.DataFrame(ids))
     frame_cache.write_spotter_choice(frames_dir, choice)
     frame_cache.write_clips(frames_dir, np.stack([r["clip"] for r in kept]), pd.DataFrame(
         [{"sample_id": r["sample_id"],
@@ -354,6 +361,10 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
                  "files": {s: f"{vocab.strategy_stem(f'{FLOW}:{s}')}.npy"
                            for s in flow_strategies},
                  "rule": "onset -> apex of each strategy, on the cached face crops"},
+        "diff": {"gain": motion.DIFF_GAIN,
+                 "files": {s: f"{vocab.strategy_stem(f'{DIFF}:{s}')}.npy"
+                           for s in flow_strategies},
+                 "rule": "128 + gain x (apex - onset) per RGB channel, on the cached crops"},
         "frames_dir": str(frames_dir),
         "seconds": {"spot_and_crop": round(t_spot, 2),
                     "total": round(time.perf_counter() - t0, 2)},

@@ -1,4 +1,5 @@
-"""Motion between the onset and the apex of a clip, as an image: the onset -> apex optical flow.
+"""Motion between the onset and the apex of a clip, as an image: the onset -> apex optical flow,
+and the apex - onset difference.
 
 The field's motion input (most published micro-expression methods feed the network the flow
 between onset and apex rather than the apex frame alone). The flow of two face crops is
@@ -11,6 +12,10 @@ channel 0 the horizontal and channel 1 the vertical displacement, ``128 + 127 * 
 clipped to [1, 255]; channel 2 the magnitude, ``255 * |d| / scale`` clipped. ``scale``
 (:data:`FLOW_SCALE` px at the cache size) is fixed in advance, the same for every clip, so a
 stronger movement stays a brighter image.
+
+The difference image is signed and on a fixed gain too: ``128 + DIFF_GAIN * (apex - onset)`` per
+RGB channel, clipped to [0, 255] (unlike :func:`mer_core.card.difference_image`, which magnifies
+each picture for the eye).
 """
 from __future__ import annotations
 
@@ -20,6 +25,8 @@ import numpy as np
 #: Displacement (px at the cache size) mapped to the ends of the uint8 range. The synthetic
 #: set's strongest AU moves about 5 px at 64 px; real micro-expressions move 1-3 px.
 FLOW_SCALE = 4.0
+#: Grey levels of the difference image per grey level of apex - onset (+-64 levels fit).
+DIFF_GAIN = 2.0
 
 
 def flow_method() -> str:
@@ -66,5 +73,14 @@ def flow_image(onset: np.ndarray, apex: np.ndarray, method: str | None = None,
     return encode_flow(optical_flow(*grey, method=method), scale)
 
 
-__all__ = ["FLOW_SCALE", "flow_method", "optical_flow", "encode_flow", "decode_flow",
+def difference(onset: np.ndarray, apex: np.ndarray, gain: float = DIFF_GAIN) -> np.ndarray:
+    """The apex - onset difference of two RGB crops as a uint8 image (module docstring)."""
+    if onset.shape != apex.shape:
+        raise ValueError(f"difference: crops of one shape expected, got {onset.shape} and "
+                         f"{apex.shape}")
+    d = apex.astype(np.float32) - onset.astype(np.float32)
+    return np.clip(128 + gain * d, 0, 255).round().astype(np.uint8)
+
+
+__all__ = ["FLOW_SCALE", "DIFF_GAIN", "difference", "flow_method", "optical_flow", "encode_flow", "decode_flow",
            "flow_image"]

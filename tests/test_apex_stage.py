@@ -185,6 +185,9 @@ def test_stage_caches_the_onset_to_apex_flow_of_every_apex_strategy(built):
     apex = frame_cache.load_cache(out / "frames", "annotated", index)
     flow = frame_cache.load_cache(out / "frames", "flow:annotated", index)
     assert np.array_equal(flow[0], motion.flow_image(onset[0], apex[0]))
+    diff = frame_cache.load_cache(out / "frames", "diff:annotated", index)
+    assert np.array_equal(diff, np.stack([motion.difference(o, a) for o, a in zip(onset, apex)]))
+    assert rep["diff"]["gain"] == motion.DIFF_GAIN
 
 
 def test_stage_spots_and_scores(built):

@@ -57,3 +57,17 @@ def test_flow_image_of_rgb_crops_and_errors():
         motion.optical_flow(a[..., 0], a[:32, :, 0])
     with pytest.raises(ValueError, match="unknown flow method"):
         motion.optical_flow(a[..., 0], a[..., 0], "magic")
+
+
+def test_difference_is_signed_on_a_fixed_gain():
+    onset = np.full((2, 2, 3), 100, np.uint8)
+    apex = onset.copy()
+    apex[0, 0] = 110            # +10 levels
+    apex[0, 1] = 0              # -100 levels: clipped at 0
+    apex[1, 0] = 255            # +155 levels: clipped at 255
+    d = motion.difference(onset, apex)
+    assert d.dtype == np.uint8
+    assert tuple(d[1, 1]) == (128,) * 3 and tuple(d[0, 0]) == (128 + 20,) * 3
+    assert d[0, 1, 0] == 0 and d[1, 0, 0] == 255
+    with pytest.raises(ValueError, match="one shape"):
+        motion.difference(onset, apex[:1])
