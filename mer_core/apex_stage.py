@@ -125,8 +125,9 @@ def process_clip(task: dict) -> dict:
         {0-based index: S x S x 3 uint8}, ``clip`` (T x S x S grey uint8: ``clip_frames`` frames
         evenly spaced over the clip, 0-based indices in ``clip_frames``), ``flows`` {key: the
         onset -> apex flow image (:func:`mer_core.motion.flow_image`)} for ``annotated`` and
-        each ``spotted:<m>`` (none when ``task["flows"]`` is False), ``diffs`` {key: the
-        apex - onset difference image (:func:`mer_core.motion.difference`)}, ``curves``
+        each ``spotted:<m>``, ``diffs`` {key: the apex - onset difference image
+        (:func:`mer_core.motion.difference`)} (both empty when ``task["motion"]`` is False),
+        ``curves``
         {method: array} if ``keep_curves``.
     """
     sid = task["sample_id"]
@@ -163,8 +164,9 @@ def process_clip(task: dict) -> dict:
                      for i in steps])
     # onset -> apex optical flow of every apex strategy, on the same crops
     apexes = {k: i for k, i in picks.items() if k == "annotated" or vocab.spotter_of(k)}
-    flows = {k: motion.flow_image(crops[0], crops[i]) for k, i in apexes.items()} \
-        if task.get("flows", True) else {}
+    if not task.get("motion", True):  # clip_curves (figures) needs no motion image
+        apexes = {}
+    flows = {k: motion.flow_image(crops[0], crops[i]) for k, i in apexes.items()}
     diffs = {k: motion.difference(crops[0], crops[i]) for k, i in apexes.items()}
     out.update(n_frames=n, face=how, box=box, picks=picks, crops=crops, clip=clip,
                clip_frames=steps.tolist(), flows=flows, diffs=diffs)
@@ -383,7 +385,7 @@ def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> d
             "aligned": bool(dataset_info.get("aligned", False)), "methods": list(methods),
             "options": opts, "image_size": 8,
             "face_margin": float(apex_cfg.face_margin) if apex_cfg else 0.2,
-            "random_seed": 0, "strict": True, "keep_curves": True, "flows": False}
+            "random_seed": 0, "strict": True, "keep_curves": True, "motion": False}
     r = process_clip(task)
     return {"frames": np.arange(int(row["onset"]), int(row["offset"]) + 1), **r["curves"]}
 

@@ -146,8 +146,8 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
                                    "predicted": first["y_pred"].to_numpy()}))
     boot = subject_bootstrap(preds, labels, n=n_boot, ci=ci, seed=seed, reference=reference,
                              metrics=HEADLINE)
-    # The strongest baseline by pooled UF1 on these same subjects: choosing it on them favours
-    # the baseline, so a deep row that beats it beats every baseline.
+    # The strongest baseline by pooled UF1 on these same subjects: a choice in the baselines'
+    # favour, made on the reported subjects (the paired interval does not account for it).
     best = max(base_names, key=lambda b: out[b]["uf1"]) if base_names else None
     vs_best = subject_bootstrap(preds, labels, n=n_boot, ci=ci, seed=seed, reference=best,
                                 metrics=HEADLINE) if best else {}

@@ -23,7 +23,8 @@ from mer_core.baselines import read_choices
 from mer_core.charts import plot_grouped
 from mer_core.metrics import compute
 
-EPOCH_COLUMNS = ("seed", "fold", "epoch", "test_accuracy", "test_uf1", "test_uar")
+#: The columns of an epoch log (:data:`mer_core.handover.EPOCH_COLUMNS`) this check reads.
+NEEDED_COLUMNS = ("seed", "fold", "epoch", "test_accuracy", "test_uf1", "test_uar")
 
 
 def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = None,
@@ -47,9 +48,9 @@ def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
         One row per (seed, fold): ``n_test``, ``fixed_epoch``, ``fixed_<m>``, ``best_epoch``,
         ``best_<m>`` for m in accuracy, uf1, uar.
     """
-    missing = [c for c in EPOCH_COLUMNS if c not in epoch_log.columns]
+    missing = [c for c in NEEDED_COLUMNS if c not in epoch_log.columns]
     if missing:
-        raise ValueError(f"epoch_log: missing column(s) {missing}; expected {list(EPOCH_COLUMNS)}")
+        raise ValueError(f"epoch_log: missing column(s) {missing}; expected {list(NEEDED_COLUMNS)}")
     if select not in epoch_log.columns:
         raise ValueError(f"epoch_log: no column {select!r} to select the best epoch by")
     if epoch_log.empty:
@@ -276,4 +277,4 @@ def plot_leakage(leakage: pd.DataFrame, path: str | Path | None = None, dpi: int
 
 
 __all__ = ["baseline_grid_log", "leakage_folds", "leakage_table", "check_experiments",
-           "headline_mismatches", "plot_leakage", "EPOCH_COLUMNS"]
+           "headline_mismatches", "plot_leakage", "NEEDED_COLUMNS"]
