@@ -88,6 +88,9 @@ class TrainConfig:
     max_folds: int = 0
     workers: int = 0
     threads: int = 1
+    select: str = ""
+    lr_grid: str = ""
+    inner_folds: int = 4
 
     @property
     def seeds(self) -> list[int]:
@@ -96,6 +99,17 @@ class TrainConfig:
     @property
     def augment_list(self) -> list[str]:
         return split_list(self.augment)
+
+    @property
+    def select_list(self) -> list[str]:
+        """What the inner cross-validation chooses: any of ``lr``, ``epochs`` ([] = nothing)."""
+        return split_list(self.select)
+
+    @property
+    def lr_list(self) -> list[float]:
+        """The learning rates the inner cross-validation tries (``[lr]`` unless lr is selected)."""
+        return [float(v) for v in split_list(self.lr_grid)] if "lr" in self.select_list \
+            else [self.lr]
 
     def check(self, where: str) -> None:
         _choice(where, "optimizer", self.optimizer, ("adamw", "sgd"))
@@ -112,6 +126,32 @@ class TrainConfig:
         if not isinstance(self.threads, int) or self.threads < 1:
             raise ConfigError(f"{where}: key 'threads' must be a positive integer (torch threads "
                               f"of one fold), got {self.threads!r}")
+        self._check_selection(where)
+
+    def _check_selection(self, where: str) -> None:
+        """``select``, ``lr_grid`` and ``inner_folds`` (the nested cross-validation)."""
+        chosen = self.select_list
+        if (len(chosen) != len(set(chosen)) or not set(chosen) <= {"lr", "epochs"}
+                or self.select.strip().lower() == "none"):
+            raise ConfigError(f"{where}: key 'select' is {self.select!r}; expected one of "
+                              f"'' (fixed lr and epochs), 'lr,epochs', 'epochs', 'lr'")
+        if "lr" in chosen:
+            try:
+                grid = [float(v) for v in split_list(self.lr_grid)]
+            except ValueError:
+                raise ConfigError(f"{where}: key 'lr_grid' must be comma-separated numbers, got "
+                                  f"{self.lr_grid!r}") from None
+            if not grid or min(grid) <= 0 or len(set(grid)) != len(grid):
+                raise ConfigError(f"{where}: key 'lr_grid' must list distinct positive learning "
+                                  f"rates when select chooses lr, got {self.lr_grid!r}")
+        elif self.lr_grid.strip():
+            raise ConfigError(f"{where}: key 'lr_grid' is {self.lr_grid!r} but select "
+                              f"({self.select!r}) does not choose lr; expected '' (key 'lr' is "
+                              f"the learning rate)")
+        if not isinstance(self.inner_folds, int) or isinstance(self.inner_folds, bool) \
+                or self.inner_folds < 2:
+            raise ConfigError(f"{where}: key 'inner_folds' must be an integer >= 2, got "
+                              f"{self.inner_folds!r}")
 
 
 @dataclass

@@ -1,14 +1,18 @@
 """One LOSO fold: the images on the device, batch augmentation, the training loop, prediction.
 
-:func:`train_fold` trains a fresh model on every subject but one for a FIXED number of epochs
-(the test subject never selects the epoch), evaluating the test subject after each epoch for
-the evaluation stage's leakage check only, and returns the test subject's probabilities and
-Grad-CAM maps. It is seeded from (seed, test subject), so a fold's result does not depend on
+:func:`train_fold` trains a fresh model on every subject but one for a fixed number of epochs
+with a fixed lr, unless ``train.select`` is set: then the lr and/or the stopping epoch are chosen
+by a cross-validation inside the training subjects (:mod:`mer_core.nested`), the model trains
+over the same full ``train.epochs`` schedule with the chosen lr, and its state at the chosen
+epoch is the one that predicts. Either way the test subject never selects anything: it is
+evaluated after each epoch for the evaluation stage's leakage check only. It returns the test
+subject's probabilities and Grad-CAM maps. It is seeded from (seed, test subject), so a fold's result does not depend on
 which folds ran before it or beside it. Writing a fold's files, resuming and running folds in
 parallel are the LOSO driver's job (:mod:`mer_core.loso`).
 """
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import random
 import sys
@@ -28,6 +32,7 @@ from mer_core.gradcam import grad_cam
 from mer_core.losses import make_loss
 from mer_core.machine import autocast, channels_last
 from mer_core.models import cam_layer
+from mer_core.nested import select_recipe
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -76,31 +81,60 @@ def fold_seed(seed: int, subject: str) -> int:
 
 
 def train_fold(job: FoldJob, seed: int, subject: str, progress: bool = True) -> dict:
-    """Train and test the fold of ``subject``.
+    """Train and test the fold of ``subject`` (choosing lr / epoch first when ``cfg.select``).
 
     Returns:
         :func:`fit_fold`'s dict plus ``test`` (index rows of the test subject), ``n_train``,
-        ``fold_seed`` and ``cam`` (Grad-CAM of the test images, n_test x h x w).
+        ``fold_seed`` and ``cam`` (Grad-CAM of the test images, n_test x h x w); when the
+        selection ran also ``selection`` (``{"lr", "epoch", "inner_uf1"}``) and
+        ``selection_grid`` (:func:`mer_core.nested.select_recipe`'s grid).
     """
     x_all = job.xs[job.fold_key[subject]]
     test = np.flatnonzero(job.subjects == subject)
     train = np.flatnonzero(job.subjects != subject)
     fs = fold_seed(seed, subject)
-    random.seed(fs)
-    np.random.seed(fs)
-    torch.manual_seed(fs)
+    extra, lr, keep = {}, job.cfg.lr, None
+    if job.cfg.select:
+        def inner_fit(tr, val, inner_lr, inner_seed):
+            return _fit(job, x_all, tr, val, inner_lr, inner_seed, False,
+                        f"{subject} seed {seed} inner lr {inner_lr:g}")[1]["epoch_preds"]
+        choice, grid = select_recipe(job.cfg, train, job.subjects[train], job.y[train],
+                                     job.labels, inner_fit, fs)
+        extra = {"selection": choice, "selection_grid": grid}
+        lr, keep = choice["lr"], choice["epoch"]
+    model, res = _fit(job, x_all, train, test, lr, fs, progress, f"{subject} seed {seed}", keep)
+    cam = grad_cam(model, res["aug"](x_all[_rows_on(test, x_all)], train=False), cam_layer(model))
+    return {**res, "test": test, "n_train": int(len(train)), "fold_seed": fs, "cam": cam, **extra}
+
+
+def _rows_on(rows: np.ndarray, x: torch.Tensor) -> torch.Tensor:
+    """Index rows as a tensor on the device of ``x``."""
+    return torch.from_numpy(rows).to(x.device)
+
+
+def _fit(job: FoldJob, x_all: torch.Tensor, train: np.ndarray, test: np.ndarray, lr: float,
+         seed: int, progress: bool, desc: str, keep_epoch: int | None = None):
+    """Seed everything, build a fresh model and its loss (from ``train``'s labels) and
+    :func:`fit_fold` it on ``train`` rows with ``lr``, evaluating ``test`` rows every epoch.
+
+    Returns:
+        ``(model, fit_fold's dict)``.
+    """
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     dev = job.device
     model = job.model_factory(job.exp.backbone, len(job.labels)).to(dev)
     if channels_last(dev):
         model = model.to(memory_format=torch.channels_last)
     loss_fn = make_loss(job.exp.loss, job.y[train], len(job.labels), job.cfg.focal_gamma,
                         job.cfg.focal_alpha).to(dev)
+    cfg = job.cfg if lr == job.cfg.lr else dataclasses.replace(job.cfg, lr=lr)
     y_dev = torch.from_numpy(job.y).to(dev)
-    tr, te = torch.from_numpy(train).to(dev), torch.from_numpy(test).to(dev)
-    res = fit_fold(model, loss_fn, x_all[tr], y_dev[tr], x_all[te], job.y[test], job.cfg,
-                   job.precision, fs, progress, desc=f"{subject} seed {seed}")
-    cam = grad_cam(model, res["aug"](x_all[te], train=False), cam_layer(model))
-    return {**res, "test": test, "n_train": int(len(train)), "fold_seed": fs, "cam": cam}
+    tr, te = _rows_on(train, x_all), _rows_on(test, x_all)
+    res = fit_fold(model, loss_fn, x_all[tr], y_dev[tr], x_all[te], job.y[test], cfg,
+                   job.precision, seed, progress, desc=desc, keep_epoch=keep_epoch)
+    return model, res
 
 
 # ----------------------------------------------------------------------------- data path
@@ -211,7 +245,8 @@ def _steps_per_epoch(n: int, batch_size: int) -> int:
 
 def fit_fold(model: nn.Module, loss_fn: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
              x_test: torch.Tensor, y_test: np.ndarray, cfg: TrainConfig, precision: str,
-             seed: int, progress: bool = True, desc: str = "") -> dict:
+             seed: int, progress: bool = True, desc: str = "",
+             keep_epoch: int | None = None) -> dict:
     """Train one fold for ``cfg.epochs`` epochs, evaluating the test subject after each epoch.
 
     Args:
@@ -224,15 +259,24 @@ def fit_fold(model: nn.Module, loss_fn: nn.Module, x_train: torch.Tensor, y_trai
         seed: the fold seed (shuffling and augmentation generators).
         progress: show a tqdm bar over epochs.
         desc: the bar's label.
+        keep_epoch: None, or the epoch (1..cfg.epochs, chosen without the test subject) whose
+            model state is kept: a copy of the state is taken after that epoch and restored
+            once the whole schedule has run, so ``proba`` (and whatever the caller computes from
+            the model afterwards) is that epoch's; ``epochs`` and ``epoch_preds`` still cover
+            every epoch.
 
     Returns:
-        dict with ``proba`` (final test probabilities), ``epochs`` (list of per-epoch dicts),
-        ``epoch_preds`` (list of per-epoch predicted classes), ``train_images``, ``train_s``.
+        dict with ``proba`` (test probabilities of the final epoch, or of ``keep_epoch``),
+        ``epochs`` (list of per-epoch dicts), ``epoch_preds`` (list of per-epoch predicted
+        classes), ``train_images``, ``train_s``.
     """
     device = x_train.device
     n = x_train.shape[0]
     if n < 2:
         raise ValueError(f"{desc}: a fold needs at least 2 training images, got {n}")
+    if keep_epoch is not None and not 1 <= keep_epoch <= cfg.epochs:
+        raise ValueError(f"{desc}: keep_epoch {keep_epoch!r}; expected 1..{cfg.epochs} "
+                         f"(train.epochs)")
     bs = cfg.batch_size
     steps = _steps_per_epoch(n, bs)
     total_steps = steps * cfg.epochs
@@ -257,7 +301,7 @@ def fit_fold(model: nn.Module, loss_fn: nn.Module, x_train: torch.Tensor, y_trai
                        to_channels_last=channels_last(device))
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
-    rows, epoch_preds, train_s = [], [], 0.0
+    rows, epoch_preds, train_s, kept = [], [], 0.0, None
     bar = tqdm(range(cfg.epochs), desc=desc, leave=False, disable=not progress, file=sys.stderr,
                mininterval=2.0)
     for epoch in bar:
@@ -297,8 +341,13 @@ def fit_fold(model: nn.Module, loss_fn: nn.Module, x_train: torch.Tensor, y_trai
                                      f"lower train.lr (now {cfg.lr})")
         rows.append(row)
         epoch_preds.append(pred)
+        if epoch + 1 == keep_epoch:
+            kept = ({k: v.detach().clone() for k, v in model.state_dict().items()}, proba)
         bar.set_postfix(loss=f"{train_loss:.3f}", acc=f"{row['test_accuracy']:.2f}", refresh=False)
     bar.close()
+    if kept is not None:
+        model.load_state_dict(kept[0])
+        proba = kept[1]
     return {"proba": proba, "epochs": rows, "epoch_preds": epoch_preds,
             "train_images": seen * cfg.epochs, "train_s": train_s, "aug": aug}
 

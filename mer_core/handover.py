@@ -15,6 +15,7 @@ reads and writes these through this module (the apex stage's arrays through
                <results>/<exp>/epoch_log.csv     :data:`EPOCH_COLUMNS`: loss and test metrics
                <results>/<exp>/epoch_predictions.csv   every test clip's prediction per epoch
                <results>/<exp>/run.json          config, fingerprint, wall time, device, precision
+               <results>/<exp>/selection.csv     only with train.select: the inner-CV grid per fold
                <results>/<exp>/cams/<subject>__seed<k>.npz   Grad-CAM maps of the test clips
     baselines  <results>/<name>/predictions.csv, run.json (as train), choices.csv (C per fold)
     evaluate   <reports>/metrics.json    per experiment: scores, intervals, differences
@@ -43,10 +44,10 @@ INDEX_CSV, EXCLUDED_CSV, DATASET_JSON = "index.csv", "excluded.csv", "dataset.js
 REPORT_JSON = "data/apex_report.json"
 PREDICTIONS_CSV, EPOCH_LOG_CSV = "predictions.csv", "epoch_log.csv"
 EPOCH_PREDICTIONS_CSV, RUN_JSON, CAMS_DIR = "epoch_predictions.csv", "run.json", "cams"
-CHOICES_CSV = "choices.csv"
+CHOICES_CSV, SELECTION_CSV = "choices.csv", "selection.csv"
 METRICS_JSON, LEAKAGE_CSV = "metrics.json", "leakage.csv"
 #: The merged files of a finished experiment (removed when its folds are redone).
-MERGED = (PREDICTIONS_CSV, EPOCH_LOG_CSV, EPOCH_PREDICTIONS_CSV, RUN_JSON)
+MERGED = (PREDICTIONS_CSV, EPOCH_LOG_CSV, EPOCH_PREDICTIONS_CSV, RUN_JSON, SELECTION_CSV)
 PRED_COLUMNS = ("sample_id", "subject", "y_true", "y_pred", "seed")
 #: Columns of an epoch log: one row per (seed, fold, epoch).
 EPOCH_COLUMNS = ("seed", "fold", "epoch", "train_loss", "test_accuracy", "test_uf1", "test_uar",
@@ -211,6 +212,13 @@ def read_merged_epochs(out_dir: str | Path) -> tuple[pd.DataFrame | None, pd.Dat
             pd.read_csv(ep, dtype={"fold": str, "sample_id": str}) if ep.is_file() else None)
 
 
+def read_selection(out_dir: str | Path) -> pd.DataFrame | None:
+    """A finished experiment's ``selection.csv`` (seed, fold, lr, epoch, inner_uf1,
+    inner_accuracy, n_val, chosen), or None when its lr and epochs were fixed."""
+    path = Path(out_dir) / SELECTION_CSV
+    return pd.read_csv(path, dtype={"fold": str}) if path.is_file() else None
+
+
 def write_run(out_dir: str | Path, record: dict) -> None:
     """Write ``<out_dir>/run.json``, the run record of an experiment or a baseline."""
     io.write_json(Path(out_dir) / RUN_JSON, record)
@@ -311,10 +319,11 @@ def read_calibration(path: str | Path = "reports/calibration.json") -> dict | No
 
 __all__ = ["INDEX_COLUMNS", "INDEX_CSV", "EXCLUDED_CSV", "DATASET_JSON", "REPORT_JSON",
            "PREDICTIONS_CSV", "EPOCH_LOG_CSV", "EPOCH_PREDICTIONS_CSV", "RUN_JSON", "CAMS_DIR",
-           "CHOICES_CSV", "METRICS_JSON", "LEAKAGE_CSV", "MERGED", "PRED_COLUMNS",
-           "EPOCH_COLUMNS", "WALL_KEYS", "read_record", "read_table", "write_index", "read_index",
+           "CHOICES_CSV", "SELECTION_CSV", "METRICS_JSON", "LEAKAGE_CSV", "MERGED",
+           "PRED_COLUMNS", "EPOCH_COLUMNS", "WALL_KEYS", "read_record", "read_table",
+           "write_index", "read_index",
            "read_dataset_info", "write_apex_outputs", "read_apex_table", "read_apex_metrics",
            "check_predictions", "read_predictions", "write_predictions", "load_predictions",
-           "read_epoch_log", "read_merged_epochs", "write_run", "read_run", "run_info",
+           "read_epoch_log", "read_merged_epochs", "read_selection", "write_run", "read_run", "run_info",
            "write_cams", "load_cams", "write_metrics", "read_metrics", "write_leakage",
            "read_leakage", "read_calibration"]

@@ -5,6 +5,9 @@ the model); some published codebases do it. The evaluate stage (``notebooks/03_e
 puts it next to the valid fixed-budget score, from ``results/<experiment>/epoch_log.csv`` and
 ``epoch_predictions.csv``, and writes ``reports/leakage.csv``. Its numbers are never results.
 
+With ``train.select`` the valid protocol's epoch of each (seed, fold) is the one its nested
+cross-validation chose inside the training subjects (``results/<experiment>/selection.csv``).
+
 The classical baselines get the same check for their one choice, the regularisation C: the C
 each fold chose inside its training subjects (valid) next to the C that its test subject scores
 best with (INVALID), from ``results/baselines/<name>/choices.csv`` and ``grid_predictions.csv``
@@ -29,7 +32,7 @@ NEEDED_COLUMNS = ("seed", "fold", "epoch", "test_accuracy", "test_uf1", "test_ua
 
 def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = None,
                   select: str = "test_accuracy",
-                  fixed_epoch: int | Mapping[str, int] | None = None) -> pd.DataFrame:
+                  fixed_epoch: int | Mapping | None = None) -> pd.DataFrame:
     """Per (seed, fold): the fixed-budget epoch next to the epoch chosen on the test subject.
 
     Choosing each fold's epoch by its own test score is an INVALID protocol (the test subject
@@ -41,8 +44,9 @@ def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
             an ``n_test`` column, as ``mer_core.loso`` writes, gives the fold sizes).
         n_test: test clips per fold (subject); default: the log's ``n_test`` column if any.
         select: the column maximised to pick the "best" epoch (ties: the earliest epoch).
-        fixed_epoch: the valid protocol's epoch (one for every fold, or fold -> epoch);
-            default: each fold's last logged epoch.
+        fixed_epoch: the valid protocol's epoch: one for every fold, a mapping fold -> epoch,
+            or a mapping (seed, fold) -> epoch (e.g. the epochs chosen by the nested
+            cross-validation, :func:`selected_epochs`); default: each fold's last logged epoch.
 
     Returns:
         One row per (seed, fold): ``n_test``, ``fixed_epoch``, ``fixed_<m>``, ``best_epoch``,
@@ -62,7 +66,7 @@ def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
         if fixed_epoch is None:
             fixed = g.iloc[-1]
         else:
-            want = fixed_epoch[fold] if isinstance(fixed_epoch, Mapping) else fixed_epoch
+            want = _wanted_epoch(fixed_epoch, int(seed), str(fold))
             hit = g[g["epoch"] == want]
             if hit.empty:
                 raise ValueError(f"epoch_log: seed {seed} fold {fold} has no epoch {want}")
@@ -83,9 +87,31 @@ def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
     return pd.DataFrame(rows)
 
 
+def _wanted_epoch(fixed_epoch: int | Mapping, seed: int, fold: str) -> int:
+    """The valid epoch of (seed, fold): ``fixed_epoch`` itself, or its (seed, fold) or fold entry."""
+    if not isinstance(fixed_epoch, Mapping):
+        return fixed_epoch
+    if (seed, fold) in fixed_epoch:
+        return fixed_epoch[(seed, fold)]
+    if fold in fixed_epoch:
+        return fixed_epoch[fold]
+    raise ValueError(f"fixed_epoch: no epoch for seed {seed} fold {fold} (keys are folds or "
+                     f"(seed, fold) pairs)")
+
+
+def selected_epochs(selection: pd.DataFrame) -> dict[tuple[int, str], int]:
+    """(seed, fold) -> the epoch the nested cross-validation chose (``selection.csv`` rows with
+    ``chosen`` True; exactly one per (seed, fold))."""
+    chosen = selection[selection["chosen"].astype(str).str.lower() == "true"]
+    keys = list(zip(chosen["seed"].astype(int), chosen["fold"].astype(str)))
+    if len(set(keys)) != len(keys):
+        raise ValueError("selection.csv: more than one chosen row for some (seed, fold)")
+    return dict(zip(keys, chosen["epoch"].astype(int)))
+
+
 def leakage_table(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = None,
                   select: str = "test_accuracy",
-                  fixed_epoch: int | Mapping[str, int] | None = None,
+                  fixed_epoch: int | Mapping | None = None,
                   epoch_predictions: pd.DataFrame | None = None,
                   labels: Sequence[str] | None = None,
                   protocols: tuple[str, str] = ("fixed epoch budget (valid)",
@@ -225,7 +251,12 @@ def check_experiments(results_dir: str | Path, predictions: Mapping[str, pd.Data
         if ep is None:
             print(f"{results_dir / name / handover.EPOCH_PREDICTIONS_CSV}: not found, pooled "
                   f"UF1/UAR of the leakage check left out for {name}")
-        leak.append(leakage_table(log, n_test, epoch_predictions=ep, labels=labels)
+        selection = handover.read_selection(results_dir / name)
+        extra = {} if selection is None else {
+            "fixed_epoch": selected_epochs(selection),
+            "protocols": ("epoch chosen inside the training subjects (valid)",
+                          "best test epoch per fold by {select} (INVALID)")}
+        leak.append(leakage_table(log, n_test, epoch_predictions=ep, labels=labels, **extra)
                     .assign(experiment=name))
     if not leak:
         return None
@@ -277,4 +308,4 @@ def plot_leakage(leakage: pd.DataFrame, path: str | Path | None = None, dpi: int
 
 
 __all__ = ["baseline_grid_log", "leakage_folds", "leakage_table", "check_experiments",
-           "headline_mismatches", "plot_leakage", "NEEDED_COLUMNS"]
+           "headline_mismatches", "plot_leakage", "selected_epochs", "NEEDED_COLUMNS"]

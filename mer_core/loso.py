@@ -2,13 +2,18 @@
 
 For every seed and every test subject (subjects sorted) a freshly initialised model, seeded from
 (seed, subject) so that a fold's result does not depend on which folds ran before it, is trained on
-all other subjects for a FIXED number of epochs (the test subject never selects the epoch) and then
-predicts the test subject. As soon as a fold ends its files are written atomically:
+all other subjects for a fixed number of epochs with a fixed lr (the test subject never selects the
+epoch) and then predicts the test subject. With ``train.select`` the lr and/or the stopping epoch
+are instead chosen by a cross-validation inside the fold's training subjects
+(:mod:`mer_core.nested`; never on the test subject). As soon as a fold ends its files are written
+atomically:
 
     results/<exp>/folds/<subject>__seed<k>.csv                predictions (the completion marker)
     results/<exp>/folds/<subject>__seed<k>.json               fingerprint, params, timings
     results/<exp>/folds/<subject>__seed<k>.epochs.csv         per-epoch train loss + test metrics
     results/<exp>/folds/<subject>__seed<k>.epoch_predictions.csv  per-epoch test predictions
+    results/<exp>/folds/<subject>__seed<k>.selection.csv      train.select only: the inner-CV
+                                                              grid (lr, epoch, inner_uf1, chosen)
     results/<exp>/cams/<subject>__seed<k>.npz                 Grad-CAM of the test clips
     results/<exp>/shards/<i>of<n>.json                        what a run (or shard) was asked to do
 
@@ -29,9 +34,13 @@ seed exists the merged files are written:
     results/<exp>/epoch_predictions.csv  seed, fold, epoch, sample_id, y_true, y_pred
     results/<exp>/run.json          config, labels, fingerprint, wall time, device, precision,
                                     training images/s
+    results/<exp>/selection.csv     train.select only: seed, fold, lr, epoch, inner_uf1,
+                                    inner_accuracy, n_val, chosen (the fold's recipe)
 
 The per-epoch test metrics exist only for the evaluation stage's leakage check (how much picking the
-epoch on the test subject would inflate the score); they never choose anything here.
+epoch on the test subject would inflate the score); they never choose anything here. With
+``train.select`` the predictions are the chosen epoch's, and the leakage check's valid row reads
+that epoch from ``selection.csv``.
 """
 from __future__ import annotations
 
@@ -380,6 +389,10 @@ def _run_fold(job: FoldJob, seed: int, subject: str, progress: bool) -> None:
                        for e, preds in enumerate(res["epoch_preds"])
                        for sid, t, p in zip(ids, y_true, preds)])
     io.write_csv(out / "folds" / f"{stem}.epoch_predictions.csv", ep)
+    choice = res.get("selection")
+    if choice is not None:
+        io.write_csv(out / "folds" / f"{stem}.selection.csv", selection_table(
+            res["selection_grid"], choice, seed, subject))
     pred = pd.DataFrame({"sample_id": ids, "subject": subject, "y_true": lab[y_true],
                          "y_pred": lab[y_pred]})
     for c, cls in enumerate(labels):
@@ -395,8 +408,21 @@ def _run_fold(job: FoldJob, seed: int, subject: str, progress: bool) -> None:
         "train_images": int(res["train_images"]),
         "images_per_s": round(res["train_images"] / max(res["train_s"], 1e-9), 2),
         "device": str(job.device), "precision": job.precision,
-        "threads": torch.get_num_threads()})
+        "threads": torch.get_num_threads(),
+        **({} if choice is None else {"selected_lr": choice["lr"],
+                                      "selected_epoch": choice["epoch"],
+                                      "inner_uf1": choice["inner_uf1"]})})
     io.write_csv(out / "folds" / f"{stem}.csv", pred)  # last: marks the fold as finished
+
+
+def selection_table(grid: pd.DataFrame, choice: dict, seed: int, subject: str) -> pd.DataFrame:
+    """A fold's selection grid with ``seed``, ``fold`` first and a ``chosen`` column (True on
+    the (lr, epoch) row of ``choice``)."""
+    table = grid.copy()
+    table.insert(0, "fold", subject)
+    table.insert(0, "seed", seed)
+    table["chosen"] = (table["lr"] == choice["lr"]) & (table["epoch"] == choice["epoch"])
+    return table
 
 
 def _order(df: pd.DataFrame, sample_ids: list[str]) -> pd.DataFrame:
@@ -438,7 +464,8 @@ def merge_shards(out_dir: str | Path, _elapsed: float | None = None,
                 f"Re-run the stale shard(s) with fresh=True and the current settings.")
     params = ref["params"]
     seeds, subjects = params["seeds"], params["subjects"]
-    missing, frames, epochs, epoch_preds, folds_meta = [], [], [], [], []
+    selected = bool(ref["train_config"].get("select"))
+    missing, frames, epochs, epoch_preds, folds_meta, grids = [], [], [], [], [], []
     for seed in seeds:
         for subject in subjects:
             stem = fold_stem(subject, seed)
@@ -455,6 +482,8 @@ def merge_shards(out_dir: str | Path, _elapsed: float | None = None,
             epochs.append(read_table(out / "folds" / f"{stem}.epochs.csv"))
             epoch_preds.append(read_table(out / "folds" / f"{stem}.epoch_predictions.csv"))
             folds_meta.append(io.read_json(out / "folds" / f"{stem}.json"))
+            if selected:
+                grids.append(read_table(out / "folds" / f"{stem}.selection.csv"))
     if missing:
         have = ", ".join(sorted(m["folds"] for _, m in metas))
         raise IncompleteError(
@@ -467,6 +496,11 @@ def merge_shards(out_dir: str | Path, _elapsed: float | None = None,
     handover.write_predictions(out, preds)
     io.write_csv(out / handover.EPOCH_LOG_CSV, log)
     io.write_csv(out / handover.EPOCH_PREDICTIONS_CSV, ep)
+    if selected:
+        io.write_csv(out / handover.SELECTION_CSV, pd.concat(grids, ignore_index=True)
+                     .sort_values(["seed", "fold", "lr", "epoch"], kind="stable"))
+    else:
+        (out / handover.SELECTION_CSV).unlink(missing_ok=True)
     train_s = sum(m["train_s"] for m in folds_meta)
     images = sum(m["train_images"] for m in folds_meta)
     fold_wall = sum(m["wall_s"] for m in folds_meta)
