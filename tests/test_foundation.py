@@ -165,8 +165,8 @@ def test_code_version_hashes_what_a_fold_computes_and_the_stage_reruns_on_it():
 STAGE_MODULES = {
     0: {"sheets", "images", "datasets", "synthetic", "synthetic_faces", "card"},
     1: {"apex", "apex_scores", "faces", "motion", "apex_stage", "apex_figures"},
-    2: {"loso", "fold", "machine", "fingerprints", "models", "losses", "gradcam", "train_figures",
-        "baselines"},
+    2: {"loso", "fold", "nested", "machine", "fingerprints", "models", "losses", "gradcam",
+        "train_figures", "baselines"},
     3: {"stats", "evaluate", "leakage"},
     4: {"table4", "table4_format", "table4_figures", "report"},
 }
