@@ -6,8 +6,9 @@ by a cross-validation inside the training subjects (:mod:`mer_core.nested`), the
 over the same full ``train.epochs`` schedule with the chosen lr, and its state at the chosen
 epoch is the one that predicts. Either way the test subject never selects anything: it is
 evaluated after each epoch for the evaluation stage's leakage check only. It returns the test
-subject's probabilities and Grad-CAM maps. It is seeded from (seed, test subject), so a fold's result does not depend on
-which folds ran before it or beside it. Writing a fold's files, resuming and running folds in
+subject's probabilities and Grad-CAM maps. It is seeded from (seed, test subject) (the inner fits
+from that seed, the lr and the inner fold), so a fold's result does not depend on which folds ran
+before it or beside it. Writing a fold's files, resuming and running folds in
 parallel are the LOSO driver's job (:mod:`mer_core.loso`).
 """
 from __future__ import annotations

@@ -324,6 +324,7 @@ __all__ = ["INDEX_COLUMNS", "INDEX_CSV", "EXCLUDED_CSV", "DATASET_JSON", "REPORT
            "write_index", "read_index",
            "read_dataset_info", "write_apex_outputs", "read_apex_table", "read_apex_metrics",
            "check_predictions", "read_predictions", "write_predictions", "load_predictions",
-           "read_epoch_log", "read_merged_epochs", "read_selection", "write_run", "read_run", "run_info",
+           "read_epoch_log", "read_merged_epochs", "read_selection", "write_run", "read_run",
+           "run_info",
            "write_cams", "load_cams", "write_metrics", "read_metrics", "write_leakage",
            "read_leakage", "read_calibration"]

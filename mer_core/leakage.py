@@ -88,7 +88,7 @@ def leakage_folds(epoch_log: pd.DataFrame, n_test: Mapping[str, int] | None = No
 
 
 def _wanted_epoch(fixed_epoch: int | Mapping, seed: int, fold: str) -> int:
-    """The valid epoch of (seed, fold): ``fixed_epoch`` itself, or its (seed, fold) or fold entry."""
+    """The valid epoch of (seed, fold): ``fixed_epoch``, or its (seed, fold) or fold entry."""
     if not isinstance(fixed_epoch, Mapping):
         return fixed_epoch
     if (seed, fold) in fixed_epoch:
