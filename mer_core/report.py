@@ -136,29 +136,55 @@ RECIPE_KEYS = ("lr", "epochs", "image_size", "batch_size", "optimizer", "schedul
 
 
 def recipe_line(train, calibration: Mapping | None, synthetic: bool) -> str:
-    """How the training recipe was chosen, generated from ``reports/calibration.json``."""
+    """How the training recipe was chosen, generated from ``reports/calibration.json`` and,
+    with ``train.select``, from the nested cross-validation inside each fold's training
+    subjects (:func:`nested_text`)."""
     def get(k):
         return train.get(k) if isinstance(train, Mapping) else getattr(train, k, None)
 
-    recipe = ", ".join(f"{k} {get(k)}" for k in RECIPE_KEYS if get(k) is not None)
+    selected = {"lr"} if "lr" in str(get("select") or "") else set()
+    recipe = ", ".join(f"{k} {get(k)}" for k in RECIPE_KEYS
+                       if get(k) is not None and k not in selected)
+    nested = nested_text(get("select") or "", get("lr_grid") or "", get("epochs"),
+                         get("inner_folds"))
+    if not calibration and nested:
+        return (f"- **Recipe:** {recipe}.{nested} No calibration record "
+                f"(`reports/calibration.json`) was found, so how the other values were chosen "
+                f"is not documented here.")
     if not calibration:
         return (f"- **Recipe:** {recipe}; no calibration record (`reports/calibration.json`) "
                 f"was found, so how it was chosen is not documented here.")
     pop = calibration["population"]
     chosen = calibration["recipe"]["chosen"]
     differs = [f"{k} {get(k)} (calibration chose {v})" for k, v in chosen.items()
-               if get(k) is not None and float(get(k)) != float(v)]
+               if k not in selected and get(k) is not None and float(get(k)) != float(v)]
     where = (f"a separate calibration population ({pop['description']}; seed "
              f"{pop['synthetic_seed']}, never reported) by `benchmarks/calibrate.py` "
              f"({calibration['date']}; `reports/calibration.md`)")
-    text = f"- **Recipe:** {recipe}. Learning rate and epochs were chosen on {where}"
+    text = (f"- **Recipe:** {recipe}.{nested} "
+            + ("The epoch budget was" if selected else "The learning rate and the epoch budget were"
+               if nested else "Learning rate and epochs were") + f" chosen on {where}")
     text += "; the other values were fixed before it (listed there)."
     if not synthetic:
-        text += (" On this real dataset no value was tuned on its subjects: the recipe is the "
-                 "synthetic calibration's.")
+        text += (" On this real dataset no " + ("other " if nested else "") + "value was tuned "
+                 "on its subjects: the recipe is the synthetic calibration's.")
     if differs:
         text += " **This run departs from the calibrated recipe:** " + "; ".join(differs) + "."
     return text
+
+
+def nested_text(select: str, lr_grid: str, epochs, inner_folds) -> str:
+    """The sentence on what ``train.select`` chose per fold ("" when nothing was selected)."""
+    what = [w.strip() for w in str(select).split(",") if w.strip()]
+    if not what:
+        return ""
+    parts = {"lr": f"the learning rate (from {{{lr_grid}}})",
+             "epochs": f"the stopping epoch (1..{epochs} of the full {epochs}-epoch schedule)"}
+    chosen = " and ".join(parts[w] for w in ("lr", "epochs") if w in what)
+    return (f" Per fold, {chosen} {'were' if len(what) > 1 else 'was'} chosen by "
+            f"{inner_folds}-fold subject-grouped cross-validation over that fold's training "
+            f"subjects (pooled inner UF1; ties to fewer epochs, then the smaller lr; "
+            f"`selection.csv`), never on the test subject.")
 
 
 def machine_lines(info: pd.DataFrame) -> list[str]:

@@ -2,6 +2,7 @@
 project."""
 from __future__ import annotations
 
+import dataclasses
 import json
 
 import pytest
@@ -105,6 +106,19 @@ def test_header_names_calibration_subject_bootstrap_and_machine(project):
     off = {**calibration, "recipe": {"chosen": {"lr": 0.5, "epochs": params.train.epochs}}}
     assert "departs from the calibrated recipe:** lr" in R.recipe_line(params.train, off, True)
     assert "no calibration record" in R.recipe_line(params.train, None, True)
+    nested = dataclasses.replace(params.train, select="lr,epochs", lr_grid="0.001,0.004",
+                                 inner_folds=3)
+    line = R.recipe_line(nested, off, False)
+    n = params.train.epochs
+    assert (f"the learning rate (from {{0.001,0.004}}) and the stopping epoch (1..{n} of the full "
+            f"{n}-epoch schedule) were chosen by 3-fold subject-grouped cross-validation over "
+            f"that fold's training subjects") in line
+    assert "never on the test subject" in line and "departs" not in line  # lr: chosen per fold
+    assert "lr 0." not in line and "The epoch budget was chosen on a separate" in line
+    assert "no other value was tuned on its subjects" in line
+    assert "Per fold" not in R.recipe_line(params.train, off, False)
+    assert "the stopping epoch" in R.recipe_line(
+        dataclasses.replace(params.train, select="epochs"), None, True)
 
 
 def test_header_says_how_the_baselines_were_made(project):
