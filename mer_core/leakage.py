@@ -267,7 +267,8 @@ def check_experiments(results_dir: str | Path, predictions: Mapping[str, pd.Data
 def headline_mismatches(leakage: pd.DataFrame, metric_map: Mapping[str, Mapping],
                         tol: float = 1e-6) -> list[str]:
     """Cross-check: the valid row must reproduce the headline accuracy of ``metrics.json``
-    (the last epoch's predictions are ``predictions.csv``).
+    (the last epoch's predictions, or with ``train.select`` the chosen epoch's, are
+    ``predictions.csv``).
 
     Args:
         leakage: from :func:`check_experiments`.
@@ -280,7 +281,7 @@ def headline_mismatches(leakage: pd.DataFrame, metric_map: Mapping[str, Mapping]
     out = []
     for r in leakage[leakage["valid"]].itertuples():
         if abs(r.pooled_accuracy - metric_map[r.experiment]["accuracy"]) > tol:
-            out.append(f"WARNING {r.experiment}: last-epoch accuracy in epoch_log.csv "
+            out.append(f"WARNING {r.experiment}: the valid epoch's accuracy in epoch_log.csv "
                        f"({r.pooled_accuracy:.4f}) differs from predictions.csv "
                        f"({metric_map[r.experiment]['accuracy']:.4f})")
     return out

@@ -196,6 +196,8 @@ def test_selection_run_writes_its_choice_and_predicts_with_it(tmp_path):
     assert valid["pooled_uf1"] == pytest.approx(
         compute(preds["y_true"], preds["y_pred"], LABELS)["uf1"])
     assert valid["mean_epoch"] == pytest.approx(chosen["epoch"].mean())
+    acc = float((preds["y_true"] == preds["y_pred"]).mean())
+    assert L.headline_mismatches(leak, {"apex_annotated": {"accuracy": acc}}) == []
 
 
 @pytest.mark.slow
