@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.setup-stamp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup repro seeds full paper test test-fast lab clean-results
+.PHONY: setup repro seeds inputs full paper real test test-fast lab clean-results
 
 setup: $(STAMP)
 
@@ -25,11 +25,17 @@ repro: setup
 seeds: setup
 	$(BIN)/python -m mer_core.profiles seeds
 
+inputs: setup
+	$(BIN)/python -m mer_core.profiles inputs
+
 full: setup
 	$(BIN)/python -m mer_core.profiles full
 
 paper: setup
 	$(BIN)/python -m mer_core.profiles paper
+
+real: setup
+	$(BIN)/python -m mer_core.profiles real
 
 test: setup
 	$(BIN)/python -m pytest -q

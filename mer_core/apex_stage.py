@@ -78,7 +78,7 @@ from mer_core.images import frame_paths, read_frames
 logger = logging.getLogger(__name__)
 #: Prefixes of the motion caches: ``flow:annotated`` -> ``data/frames/flow-annotated.npy``,
 #: ``diff:annotated`` -> ``data/frames/diff-annotated.npy``.
-FLOW, DIFF = "flow", "diff"
+DIFF, FLOW = tuple(vocab.MOTION)  # "diff", "flow"
 
 
 

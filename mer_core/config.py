@@ -174,7 +174,7 @@ class BaselinesConfig:
     lbp_points: int = 8
     lbp_radius: int = 1
     probe_size: int = 32
-    c_grid: str = "0.001,0.01,0.1,1,10"
+    c_grid: str = "0.0001,0.001,0.01,0.1,1,10,100"
     inner_folds: int = 5
 
     @property
@@ -367,6 +367,13 @@ def from_dict(raw: dict, source: str = "params") -> Params:
     if clash:
         raise ConfigError(f"{source}: experiments: {', '.join(map(repr, clash))} is the name of a "
                           "baseline (vocab.BASELINES, results/<name>/ is its folder); rename it")
+    train = sections["train"]
+    for name, exp in experiments.items():
+        wrong = [a for a in train.augment_list if a not in vocab.FLOW_AUGMENT]
+        if vocab.motion_of(exp.frames)[0] == "flow" and wrong:
+            raise ConfigError(f"{source}: experiment {name} feeds optical flow ({exp.frames}), "
+                              f"but train.augment has {', '.join(wrong)}, which would change "
+                              f"the flow vectors; valid for flow: {', '.join(vocab.FLOW_AUGMENT)}")
     ref = sections["evaluate"].reference
     if ref not in experiments:
         raise ConfigError(f"{source}: evaluate: key 'reference' is {ref!r}; expected one of the "

@@ -28,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from mer_core import vocab
 from mer_core.config import ExperimentConfig, TrainConfig
 from mer_core.gradcam import grad_cam
 from mer_core.losses import make_loss
@@ -134,7 +135,8 @@ def _fit(job: FoldJob, x_all: torch.Tensor, train: np.ndarray, test: np.ndarray,
     y_dev = torch.from_numpy(job.y).to(dev)
     tr, te = _rows_on(train, x_all), _rows_on(test, x_all)
     res = fit_fold(model, loss_fn, x_all[tr], y_dev[tr], x_all[te], job.y[test], cfg,
-                   job.precision, seed, progress, desc=desc, keep_epoch=keep_epoch)
+                   job.precision, seed, progress, desc=desc, keep_epoch=keep_epoch,
+                   flow=vocab.motion_of(job.exp.frames)[0] == "flow")
     return model, res
 
 
@@ -158,12 +160,21 @@ class BatchAugment:
             shift +-4 % of the side; border padding), ``color`` (brightness and contrast x 0.8-1.2).
         generator: CPU ``torch.Generator`` for every random draw (determinism).
         to_channels_last: return the batch in channels_last memory format.
+        flow: the images are flow images (:mod:`mer_core.motion`): a flip also negates the
+            horizontal displacement (channel 0: c -> 256 - c), and only
+            :data:`mer_core.vocab.FLOW_AUGMENT` ops are allowed.
     """
 
-    def __init__(self, ops, generator: torch.Generator, to_channels_last: bool = False):
+    def __init__(self, ops, generator: torch.Generator, to_channels_last: bool = False,
+                 flow: bool = False):
         unknown = [o for o in ops if o not in ("flip", "affine", "color")]
         if unknown:
             raise ValueError(f"augment: unknown op(s) {unknown}; valid: flip, affine, color")
+        if flow and any(o not in vocab.FLOW_AUGMENT for o in ops):
+            raise ValueError(f"augment: {', '.join(o for o in ops if o not in vocab.FLOW_AUGMENT)} "
+                             f"would change the vectors of a flow image; valid for flow: "
+                             f"{', '.join(vocab.FLOW_AUGMENT)}")
+        self.flow = flow
         self.ops = list(ops)
         self.gen = generator
         self.to_channels_last = to_channels_last
@@ -187,7 +198,10 @@ class BatchAugment:
         n, dev = x.shape[0], x.device
         if train and "flip" in self.ops:
             flip = (torch.rand(n, generator=self.gen) < 0.5).to(dev)
-            x = torch.where(flip.view(-1, 1, 1, 1), x.flip(-1), x)
+            mirrored = x.flip(-1)
+            if self.flow:  # a mirrored flow field: the horizontal displacement changes sign
+                mirrored = torch.cat([256 - mirrored[:, :1], mirrored[:, 1:]], 1)
+            x = torch.where(flip.view(-1, 1, 1, 1), mirrored, x)
         if train and "affine" in self.ops:
             angle = self._rand(n, -8.0, 8.0, dev) * (np.pi / 180)
             scale = self._rand(n, 0.95, 1.05, dev)
@@ -247,7 +261,7 @@ def _steps_per_epoch(n: int, batch_size: int) -> int:
 def fit_fold(model: nn.Module, loss_fn: nn.Module, x_train: torch.Tensor, y_train: torch.Tensor,
              x_test: torch.Tensor, y_test: np.ndarray, cfg: TrainConfig, precision: str,
              seed: int, progress: bool = True, desc: str = "",
-             keep_epoch: int | None = None) -> dict:
+             keep_epoch: int | None = None, flow: bool = False) -> dict:
     """Train one fold for ``cfg.epochs`` epochs, evaluating the test subject after each epoch.
 
     Args:
@@ -265,6 +279,7 @@ def fit_fold(model: nn.Module, loss_fn: nn.Module, x_train: torch.Tensor, y_trai
             once the whole schedule has run, so ``proba`` (and whatever the caller computes from
             the model afterwards) is that epoch's; ``epochs`` and ``epoch_preds`` still cover
             every epoch.
+        flow: the images are optical-flow images (:class:`BatchAugment`'s ``flow``).
 
     Returns:
         dict with ``proba`` (test probabilities of the final epoch, or of ``keep_epoch``),
@@ -299,7 +314,7 @@ def fit_fold(model: nn.Module, loss_fn: nn.Module, x_train: torch.Tensor, y_trai
     scaler = torch.amp.GradScaler(device.type) if precision == "amp-fp16" else None
     g_perm = torch.Generator().manual_seed(seed + 1)
     aug = BatchAugment(cfg.augment_list, torch.Generator().manual_seed(seed + 2),
-                       to_channels_last=channels_last(device))
+                       to_channels_last=channels_last(device), flow=flow)
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
 
     rows, epoch_preds, train_s, kept = [], [], 0.0, None

@@ -234,29 +234,35 @@ def load_fold_frames(frames_dir: str | Path, strategy: str, index) -> FoldFrames
 
     ``spotted:best``: the ``spotted:<method>`` cache of each fold's chosen spotter.
     ``annotated``: the annotated cache, whose clips without an annotated apex take the apex of
-    the fold's chosen spotter. Every other strategy: one array for all folds.
+    the fold's chosen spotter. A motion input (``flow:spotted:best``, ``diff:annotated``, ...)
+    is assembled in the same way from the motion caches of its apex. Every other strategy: one
+    array for all folds.
 
     Raises:
         FileNotFoundError, CacheMismatchError: as :func:`load_cache`.
     """
-    if strategy != vocab.PER_FOLD and strategy != "annotated":
+    kind, apex = vocab.motion_of(strategy)
+    prefix = f"{kind}:" if kind else ""
+    if apex != vocab.PER_FOLD and apex != "annotated":
         return FoldFrames({strategy: load_cache(frames_dir, strategy, index)})
     choice = spotter_choice(frames_dir)
     methods = sorted(set(choice.values()))
-    spotted = {m: load_cache(frames_dir, vocab.spotted(m), index) for m in methods}
-    if strategy == vocab.PER_FOLD:
-        return FoldFrames({vocab.spotted(m): a for m, a in spotted.items()},
-                          {s: vocab.spotted(m) for s, m in choice.items()})
-    base = load_cache(frames_dir, "annotated", index)
-    na = ~cached_ids(frames_dir, "annotated")["source"].eq("annotated").to_numpy()
+    spotted = {m: load_cache(frames_dir, prefix + vocab.spotted(m), index) for m in methods}
+    if apex == vocab.PER_FOLD:
+        return FoldFrames({prefix + vocab.spotted(m): a for m, a in spotted.items()},
+                          {s: prefix + vocab.spotted(m) for s, m in choice.items()})
+    base = load_cache(frames_dir, strategy, index)
+    # the apex stage's source of an annotated apex: "annotated" ("onset -> annotated flow")
+    own = f"onset -> annotated {kind}" if kind else "annotated"
+    na = ~cached_ids(frames_dir, strategy)["source"].eq(own).to_numpy()
     if not na.any():
-        return FoldFrames({"annotated": base})
+        return FoldFrames({strategy: base})
     variants = {}
     for m, arr in spotted.items():
         v = base.copy()
         v[na] = arr[na]
-        variants[f"annotated|spotted:{m}"] = v
-    return FoldFrames(variants, {s: f"annotated|spotted:{m}" for s, m in choice.items()})
+        variants[f"{strategy}|spotted:{m}"] = v
+    return FoldFrames(variants, {s: f"{strategy}|spotted:{m}" for s, m in choice.items()})
 
 
 def load_frames(frames_dir: str | Path, strategy: str, index: pd.DataFrame) -> FoldFrames:
@@ -277,7 +283,7 @@ def load_frames(frames_dir: str | Path, strategy: str, index: pd.DataFrame) -> F
 def tested_frames(frames_dir: str | Path, strategy: str, index_ids: Sequence[str]) -> np.ndarray:
     """The frame each clip was tested on under ``strategy``, in the index's ``sample_id`` order.
 
-    For ``spotted:best`` (chosen per fold) a clip's frame is its own fold's variant: the
+    For ``spotted:best`` and the motion inputs built on it (chosen per fold) a clip's frame is its own fold's variant: the
     subject is the second part of the sample id (``casme2/sub01/EP02_01f``).
 
     Raises:
@@ -285,7 +291,7 @@ def tested_frames(frames_dir: str | Path, strategy: str, index_ids: Sequence[str
         ValueError: the cache's rows are not the index's clips in the index's order.
     """
     ids = [str(s) for s in index_ids]
-    if strategy != vocab.PER_FOLD:
+    if vocab.motion_of(strategy)[1] != vocab.PER_FOLD:
         return load_cache(frames_dir, strategy, ids)
     per_fold = load_fold_frames(frames_dir, strategy, ids)
     out = np.empty(per_fold.shape, dtype=np.uint8)

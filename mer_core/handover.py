@@ -17,7 +17,8 @@ reads and writes these through this module (the apex stage's arrays through
                <results>/<exp>/run.json          config, fingerprint, wall time, device, precision
                <results>/<exp>/selection.csv     only with train.select: the inner-CV grid per fold
                <results>/<exp>/cams/<subject>__seed<k>.npz   Grad-CAM maps of the test clips
-    baselines  <results>/<name>/predictions.csv, run.json (as train), choices.csv (C per fold)
+    baselines  <results>/baselines/<name>/predictions.csv, run.json (as train), choices.csv
+               (C per fold), grid_predictions.csv (every C's test predictions: leakage check)
     evaluate   <reports>/metrics.json    per experiment: scores, intervals, differences
                <reports>/leakage.csv     the leakage check (per-epoch selection on the test)
     benchmarks <reports>/calibration.json   the recipe chosen on the calibration population

@@ -32,7 +32,8 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
                  mcnemar_seed: int | None = None, n_subjects: int | None = None,
                  calibration: Mapping | None = None, machine: Sequence[str] = (),
                  n_tests: int | None = None, baselines=None, clip_frames: int | None = None,
-                 best_baseline: str | None = None) -> list[str]:
+                 best_baseline: str | None = None, motion: Mapping | None = None
+                 ) -> list[str]:
     """The facts every table is printed with (Markdown bullet lines), including how every
     choice the table depends on was made.
 
@@ -53,6 +54,8 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
         baselines: ``config.BaselinesConfig`` of the Baselines block (None: no line).
         clip_frames: frames of the LBP-TOP clip (``apex.clip_frames``).
         best_baseline: the baseline the deep rows' ΔUF1 column is taken against.
+        motion: ``data/apex_report.json`` (its ``flow`` and ``diff`` records) when the tables
+            have motion inputs (None: no line).
     """
     def get(k, default=None):
         return train.get(k, default) if isinstance(train, Mapping) else getattr(train, k, default)
@@ -94,6 +97,8 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
                      f"`{reference}`{on} (same clips), p Holm-adjusted{family}.")
     if baselines is not None and baselines.name_list:
         lines.append(baselines_line(baselines, clip_frames, best_baseline))
+    if motion:
+        lines.append(motion_line(motion))
     if best_spotter:
         smooth = ""
         if calibration and calibration.get("spotters"):
@@ -129,6 +134,31 @@ def baselines_line(cfg, clip_frames: int | None, best: str | None) -> str:
             f"classes balanced; C from {{{', '.join(f'{c:g}' for c in cfg.c_list)}}} chosen per fold by "
             f"{cfg.inner_folds}-fold group cross-validation over that fold's training subjects "
             f"(pooled inner UF1, ties to the smaller C), never on the test subject." + vs)
+
+
+FLOW_METHODS = {"tvl1": "TV-L1 (OpenCV contrib `DualTVL1OpticalFlow`, default settings)",
+                "farneback": "Farneback (OpenCV; this build has no TV-L1)"}
+
+
+def motion_line(apex_report: Mapping) -> str:
+    """How the motion inputs were made, from the apex stage's report (``flow``, ``diff``).
+
+    Raises:
+        ValueError: the report has no ``flow`` or ``diff`` record (names the key).
+    """
+    for key in ("flow", "diff"):
+        if not isinstance(apex_report.get(key), Mapping):
+            raise ValueError(f"apex report: no {key!r} record (rerun the apex stage)")
+    flow, diff = apex_report["flow"], apex_report["diff"]
+    method = FLOW_METHODS.get(flow.get("method"), str(flow.get("method")))
+    scale, gain = flow.get("scale_px"), diff.get("gain")
+    return (f"- **Motion inputs** (Inputs table): computed once in the apex stage from the "
+            f"onset crop and the apex crop of the same cached faces: the onset -> apex optical "
+            f"flow by {method}, stored as an image (horizontal and vertical displacement "
+            f"128 + 127 d / {scale:g} px, magnitude 255 |d| / {scale:g} px), and the apex - onset "
+            f"difference (128 + {gain:g} x difference per RGB channel); fixed scales, the same "
+            f"for every clip. Same network, loss, recipe and folds as the frame rows; a flipped "
+            f"flow image has its horizontal displacement negated.")
 
 
 RECIPE_KEYS = ("lr", "epochs", "image_size", "batch_size", "optimizer", "schedule", "augment",

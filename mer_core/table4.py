@@ -9,6 +9,8 @@ Tables (only rows whose experiments exist in ``metrics.json``):
   ``seresnext50_32x4d`` + ``focal``;
 * ``backbone``: ResNet-50, ResNeXt-50, SE-ResNet-50, SE-ResNeXt-50 on annotated apex + focal;
 * ``loss``: cross-entropy, class-weighted CE, focal on annotated apex + SE-ResNeXt-50;
+* ``inputs``: the annotated apex frame next to the motion inputs (apex - onset difference,
+  onset -> apex optical flow; :data:`mer_core.vocab.MOTION`) with SE-ResNeXt-50 + focal;
 
 each with a Baselines block (the classical baselines of :mod:`mer_core.baselines` in Table 4,
 and the majority class everywhere) and McNemar's exact test against the reference experiment
@@ -30,6 +32,7 @@ _PAPER = (vocab.BACKBONES[vocab.PAPER_BACKBONE], vocab.LOSSES[vocab.PAPER_LOSS])
 _REF = vocab.frame_label(vocab.REFERENCE_FRAMES).lower()
 TABLE_TITLES = {
     "table4": f"Table 4: frame strategy ({_PAPER[0]} + {_PAPER[1]})",
+    "inputs": f"Inputs beyond one frame ({_PAPER[0]} + {_PAPER[1]})",
     "backbone": f"Ablation: backbone ({_REF} + {_PAPER[1]})",
     "loss": f"Ablation: loss ({_REF} + {_PAPER[0]})",
 }
@@ -64,7 +67,7 @@ def select_rows(specs: Mapping, table: str, best_spotter: str | None = None
     Args:
         specs: experiment -> object or mapping with ``frames``, ``backbone``, ``loss`` (the
             entries of ``metrics.json`` carry them; ``config.ExperimentConfig`` too).
-        table: ``table4``, ``backbone`` or ``loss``.
+        table: one of :data:`TABLE_TITLES` (``table4``, ``backbone``, ``loss``, ``inputs``).
         best_spotter: name shown for ``spotted:best``.
     """
     rows = []
@@ -83,6 +86,12 @@ def select_rows(specs: Mapping, table: str, best_spotter: str | None = None
         elif table == "loss" and frames == vocab.REFERENCE_FRAMES and paper_backbone \
                 and loss in vocab.LOSSES:
             rows.append((list(vocab.LOSSES).index(loss), "", vocab.LOSSES[loss], name))
+        elif table == "inputs" and paper_backbone and paper_loss and (
+                frames == vocab.REFERENCE_FRAMES or vocab.motion_of(frames)[0] is not None):
+            kind, apex = vocab.motion_of(frames)   # the frame, then its motion inputs
+            order = (apex != vocab.REFERENCE_FRAMES) * len(vocab.MOTION) + \
+                (0 if kind is None else 1 + list(vocab.MOTION).index(kind))
+            rows.append((order, frames, vocab.frame_label(frames, best_spotter), name))
         elif table not in TABLE_TITLES:
             raise ValueError(f"unknown table {table!r}; expected one of {list(TABLE_TITLES)}")
     rows.sort(key=lambda r: (r[0], r[1], r[3]))
@@ -244,7 +253,8 @@ def build_tables(metric_map: Mapping[str, Mapping], labels: Sequence[str],
         min_rows: an ablation with fewer experiments is left out (Table 4 never is).
 
     Returns:
-        ``{"table4": df, "backbone": df, "loss": df}`` (ablations only when present).
+        ``{"table4": df, "backbone": df, "loss": df, "inputs": df}`` (all but Table 4 only
+        when they have ``min_rows`` experiments).
     """
     ids = subjects = ref_pred = None
     if y_true is None:

@@ -11,11 +11,12 @@ import pandas as pd
 from mer_core.charts import save_figure
 from mer_core.frame_cache import tested_frames
 from mer_core.handover import load_cams
-from mer_core.table4 import METRIC_COLUMNS
+from mer_core.table4 import METRIC_COLUMNS, TABLE_TITLES
 
 
 def plot_table_bars(df: pd.DataFrame, path: str | Path | None = None, dpi: int = 80):
-    """Grouped bars (accuracy, UF1, UAR) with bootstrap intervals, one group per row."""
+    """Grouped bars (accuracy, UF1, UAR) with subject-bootstrap intervals, one group per row,
+    titled after the table (its ``table`` column)."""
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(max(6, 1.4 * len(df) + 2), 3.6))
@@ -33,7 +34,9 @@ def plot_table_bars(df: pd.DataFrame, path: str | Path | None = None, dpi: int =
     ax.set_ylim(0, 1)
     ax.set_ylabel("score (fraction)")
     ax.legend(fontsize=8, ncol=3, loc="upper left")
-    ax.set_title("Table 4: frame strategy (intervals: bootstrap over clips)", fontsize=10)
+    table = str(df["table"].iloc[0]) if "table" in df and len(df) else "table4"
+    ax.set_title(f"{TABLE_TITLES.get(table, table)}\n(intervals: bootstrap over subjects)",
+                 fontsize=10)
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path, dpi)

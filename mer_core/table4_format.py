@@ -17,7 +17,7 @@ import pandas as pd
 from mer_core import io, vocab
 from mer_core.table4 import METRIC_COLUMNS, TABLE_TITLES
 
-ROW_HEADERS = {"table4": "Frames", "backbone": "Backbone", "loss": "Loss"}
+ROW_HEADERS = {"table4": "Frames", "backbone": "Backbone", "loss": "Loss", "inputs": "Input"}
 
 
 # ----------------------------------------------------------------------------------------------

@@ -8,7 +8,9 @@ copy), so adding a choice is one line here plus, where it needs one, its impleme
 - a spotter: one ``SPOTTERS`` entry and its score curve in :data:`mer_core.apex.CURVES`;
 - a loss: one ``LOSSES`` entry and its branch in :func:`mer_core.losses.make_loss`;
 - a baseline: one ``BASELINES`` entry and its features in :data:`mer_core.baselines.FEATURES`;
-- a protocol: one ``PROTOCOLS`` entry (classes, emotion maps, dropped clips).
+- a protocol: one ``PROTOCOLS`` entry (classes, emotion maps, dropped clips);
+- a motion input: one ``MOTION`` entry and its image in the apex stage
+  (:mod:`mer_core.apex_stage`, :mod:`mer_core.motion`).
 
 Tables show backbones and losses in the order of these mappings.
 """
@@ -65,6 +67,14 @@ SPOTTED = "spotted"
 PER_FOLD = "spotted:best"
 #: Row order of Table 4 (every ``spotted:*`` strategy sits at ``spotted``).
 FRAME_ORDER = ("onset", "middle", "random", SPOTTED, "annotated")
+#: Motion inputs: an image the apex stage computes from the onset frame and an apex
+#: (:mod:`mer_core.motion`) instead of the apex frame itself; prefix -> display name, in the
+#: Inputs table's row order. ``flow:annotated`` is the onset -> annotated apex flow,
+#: ``diff:spotted:best`` the apex - onset difference at the spotter chosen per fold.
+MOTION = {"diff": "Apex - onset difference", "flow": "Optical flow onset -> apex"}
+#: Augmentations that keep a flow image a flow field: a horizontal flip, with the horizontal
+#: displacement negated (rotation, scaling and colour changes would alter the vectors).
+FLOW_AUGMENT = ("flip",)
 
 #: Backbones (timm names) -> display names, in the ablation table's row order.
 BACKBONES = {"resnet50": "ResNet-50", "resnext50_32x4d": "ResNeXt-50 (32x4d)",
@@ -97,9 +107,20 @@ def spotter_of(strategy: str) -> str | None:
     return strategy[len(prefix):] if strategy.startswith(prefix) else None
 
 
+def motion_of(strategy: str) -> tuple[str | None, str]:
+    """Split a motion input: ``flow:spotted:best`` -> ("flow", "spotted:best");
+    ``annotated`` -> (None, "annotated")."""
+    kind, _, rest = strategy.partition(":")
+    return (kind, rest) if kind in MOTION and rest else (None, strategy)
+
+
 def frame_strategies() -> list[str]:
-    """Every valid frame strategy: the base ones, ``spotted:<spotter>`` and ``spotted:best``."""
-    return list(BASE_FRAMES) + [spotted(m) for m in SPOTTERS] + [PER_FOLD]
+    """Every valid frame strategy: the base ones, ``spotted:<spotter>``, ``spotted:best``, then
+    the motion inputs (``<motion>:annotated``, ``<motion>:spotted:<spotter>``,
+    ``<motion>:spotted:best``)."""
+    apexes = ["annotated"] + [spotted(m) for m in SPOTTERS] + [PER_FOLD]
+    return list(BASE_FRAMES) + [spotted(m) for m in SPOTTERS] + [PER_FOLD] + \
+        [f"{k}:{a}" for k in MOTION for a in apexes]
 
 
 def cached_strategies(methods) -> list[str]:
@@ -116,7 +137,12 @@ def strategy_stem(name: str) -> str:
 
 def frame_label(frames: str, best_spotter: str | None = None) -> str:
     """Display name of a frame strategy; ``best_spotter`` describes the per-fold spotter choice
-    of ``spotted:best`` (e.g. "frame_diff in 26 of 26 folds")."""
+    of ``spotted:best`` (e.g. "frame_diff in 26 of 26 folds"). A motion input reads
+    "Optical flow onset -> apex (annotated apex)"."""
+    kind, apex = motion_of(frames)
+    if kind is not None:
+        head, _, detail = frame_label(apex, best_spotter).partition(" (")
+        return f"{MOTION[kind]} ({head.lower()}{', ' + detail[:-1] if detail else ''})"
     method = spotter_of(frames)
     if method == "best":
         return f"Spotted apex (spotter per fold: {best_spotter})" if best_spotter \

@@ -237,6 +237,26 @@ def test_fold_frames_follow_the_fold_spotter(built):
     assert list(onset.variants) == ["onset"] and onset.key("sub99") == "onset"
 
 
+@pytest.mark.parametrize("kind", list(vocab.MOTION))
+def test_motion_inputs_follow_the_fold_spotter_like_their_apex(built, kind):
+    index, out, rep = built
+    choice = frame_cache.spotter_choice(out / "frames")
+    best = frame_cache.load_frames(out / "frames", f"{kind}:spotted:best", index)
+    ann = frame_cache.load_frames(out / "frames", f"{kind}:annotated", index)
+    plain = frame_cache.load_cache(out / "frames", f"{kind}:annotated", index)
+    na = index["apex"].isna().to_numpy()
+    assert na.any() and not na.all()
+    for subject, method in choice.items():
+        spotted = frame_cache.load_cache(out / "frames", f"{kind}:spotted:{method}", index)
+        assert np.array_equal(best.for_fold(subject), spotted)
+        assert np.array_equal(ann.for_fold(subject)[na], spotted[na])     # NA apex: fold spotter
+        assert np.array_equal(ann.for_fold(subject)[~na], plain[~na])
+    ids = index["sample_id"].tolist()
+    shown = frame_cache.tested_frames(out / "frames", f"{kind}:spotted:best", ids)
+    for i, sid in enumerate(ids):
+        assert np.array_equal(shown[i], best.for_fold(sid.split("/")[1])[i])
+
+
 def test_annotated_uses_the_annotation_and_says_when_it_cannot(built):
     index, out, rep = built
     ann = frame_cache.cached_ids(out / "frames", "annotated")

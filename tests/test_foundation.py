@@ -254,6 +254,8 @@ def _write(tmp_path, mutate):
     (lambda r: r["experiments"]["onset"].update(backbone="vgg"), "experiments.onset"),
     (lambda r: r["experiments"]["onset"].update(frames="apex"), "unknown frame strategy"),
     (lambda r: r["train"].update(folds="3/2"), "0 <= i < n"),
+    (lambda r: (r["experiments"]["onset"].update(frames="flow:annotated"),
+                r["train"].update(augment="flip,affine")), "would change the flow vectors"),
 ])
 def test_config_errors_name_the_key_and_the_file(tmp_path, mutate, message):
     path = _write(tmp_path, mutate)
@@ -291,7 +293,7 @@ def test_entry_points_and_ci():
 
 def test_generated_folders_are_ignored():
     ignored = (ROOT / ".gitignore").read_text().split()
-    for folder in ("/data/", "/results/", ".venv/", "/reports/notebooks/*"):
+    for folder in ("/data/", "/results/", ".venv", "/reports/notebooks/*"):  # .venv: dir or link
         assert folder in ignored
 
 

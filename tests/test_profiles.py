@@ -109,6 +109,33 @@ def test_seeds_profile_reruns_the_four_rows_with_three_seeds():
     assert profiles.set_params(base, overrides) == ["train.n_seeds=3"]
 
 
+def test_inputs_profile_adds_the_motion_rows_to_the_default_run():
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    overrides = profiles.load_profile("inputs", ROOT / "profiles")
+    merged = config.from_dict(profiles.merge(base, overrides), "profile inputs")
+    frames = {n: e.frames for n, e in merged.experiments.items()}
+    assert {"onset", "middle", "spotted:best", "annotated", "diff:annotated", "flow:annotated",
+            "flow:spotted:best"} == set(frames.values())
+    assert all(vocab.motion_of(f)[0] for n, f in frames.items() if n not in base["experiments"])
+    assert merged.train == config.from_dict(base, "params").train   # the same recipe
+    assert all(a.startswith("+experiments.") for a in profiles.set_params(base, overrides))
+
+
+def test_real_profile_chooses_lr_and_epochs_inside_the_folds_from_imagenet_weights():
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    merged = profiles.merge(base, profiles.load_profile("real", ROOT / "profiles"))
+    params = config.from_dict(merged, "profile real")
+    t = params.train
+    assert config.split_list(t.select) == ["lr", "epochs"] and len(config.split_list(t.lr_grid)) >= 2
+    assert t.inner_folds >= 2 and t.pretrained == "imagenet" and t.image_size >= 112
+    assert params.apex.image_size >= t.image_size and t.augment_list == ["flip"]
+    assert merged["data"] == base["data"]          # the user's data section is left alone
+    frames = {e.frames for e in params.experiments.values()}
+    assert {"annotated", "spotted:best", "flow:annotated", "diff:annotated"} <= frames
+    cmd = profiles.command("real", directory=ROOT / "profiles")
+    assert "train.select='lr,epochs'" in cmd and "train.pretrained='imagenet'" in cmd
+
+
 def test_finished_profile_tables_are_saved_with_their_wall_time(tmp_path):
     reports = tmp_path / "reports"
     reports.mkdir()

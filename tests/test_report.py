@@ -132,7 +132,7 @@ def test_header_says_how_the_baselines_were_made(project):
     text = next(line for line in lines if line.startswith("- **Baselines**"))
     assert "LBP-TOP of 16 frames evenly spaced over onset..offset (5 x 5 blocks, P = 8" in text
     assert "59 uniform codes per plane" in text and "linear SVM" in text
-    assert "C from {0.001, 0.01, 0.1, 1, 10} chosen per fold by 5-fold group" in text
+    assert "C from {0.0001, 0.001, 0.01, 0.1, 1, 10, 100} chosen per fold by 5-fold group" in text
     assert "never on the test subject" in text and f"`{cfg.name_list[0]}`, the baseline" in text
     assert not any("Baselines" in line for line in R.header_lines(
         dataset, params.train, 200, 0.95, baselines=config.BaselinesConfig(names="")))
@@ -151,3 +151,15 @@ def test_leakage_note_names_every_experiments_inflation(tmp_path):
     assert note.endswith("see `reports/leakage.csv` and `reports/03_evaluate.html`.")
     csv.write_text("experiment,protocol,pooled_accuracy,pooled_uf1\na,fixed,0.5,0.4\n")
     assert R.leakage_note(handover.read_leakage(csv)) == ""
+
+
+def test_motion_line_says_how_the_motion_inputs_were_made():
+    from mer_core import motion
+
+    rec = {"flow": {"method": "tvl1", "scale_px": motion.FLOW_SCALE}, "diff": {"gain": 2.0}}
+    line = R.motion_line(rec)
+    assert "TV-L1" in line and "/ 4 px" in line and "128 + 2 x difference" in line
+    assert "Farneback" in R.motion_line({**rec, "flow": {"method": "farneback",
+                                                               "scale_px": 4.0}})
+    with pytest.raises(ValueError, match="'diff'"):
+        R.motion_line({"flow": rec["flow"]})

@@ -25,6 +25,39 @@ def test_select_rows_orders_and_filters():
     assert [n for _, n in T.select_rows(specs, "loss")] == ["loss_ce", "apex_annotated"]
 
 
+def test_inputs_table_puts_the_motion_inputs_next_to_the_apex_frame():
+    paper = {"backbone": vocab.PAPER_BACKBONE, "loss": vocab.PAPER_LOSS}
+    specs = {"flow_spotted": {"frames": "flow:spotted:best", **paper},
+             "flow_annotated": {"frames": "flow:annotated", **paper},
+             "apex_annotated": {"frames": "annotated", **paper},
+             "onset": {"frames": "onset", **paper},
+             "diff_annotated": {"frames": "diff:annotated", **paper},
+             "flow_ce": {"frames": "flow:annotated", "backbone": vocab.PAPER_BACKBONE,
+                         "loss": "ce"}}
+    rows = T.select_rows(specs, "inputs", "lbp in 2 of 2 folds")
+    assert [n for _, n in rows] == ["apex_annotated", "diff_annotated", "flow_annotated",
+                                    "flow_spotted"]
+    assert rows[3][0] == ("Optical flow onset -> apex (spotted apex, spotter per fold: lbp in "
+                          "2 of 2 folds)")
+    # motion rows stay out of Table 4 and the ablations
+    assert [n for _, n in T.select_rows(specs, "table4")] == ["onset", "apex_annotated"]
+    assert [n for _, n in T.select_rows(specs, "loss")] == ["apex_annotated"]
+
+
+def test_inputs_table_is_built_and_written_when_a_motion_row_ran(tmp_path):
+    exps = {**EXPERIMENTS, "flow_annotated": ("flow:annotated", vocab.PAPER_BACKBONE,
+                                              vocab.PAPER_LOSS, 0.7)}
+    _, tables = fake_tables(make_fake_project(tmp_path, exps))
+    assert list(tables) == ["table4", "inputs", "backbone", "loss"]
+    inputs = tables["inputs"]
+    assert list(inputs["experiment"]) == ["apex_annotated", "flow_annotated", "majority_class"]
+    assert inputs["is_reference"].tolist() == [True, False, False]
+    assert not pd.isna(inputs["uf1_diff_ci_low"].iloc[1])
+    assert "flow_annotated" not in set(tables["table4"]["experiment"])
+    md = F.tables_markdown(tables)
+    assert "### Inputs beyond one frame" in md and "Optical flow onset -> apex" in md
+
+
 def test_build_tables_rows_baseline_and_mcnemar(project):
     metric_map, tables = fake_tables(project)
     assert set(tables) == {"table4", "backbone", "loss"}

@@ -6,7 +6,7 @@ import pandas as pd
 import pytest
 import torch
 
-from mer_core import io
+from mer_core import fold, io
 from mer_core.config import ConfigError, ExperimentConfig, TrainConfig
 from mer_core.fingerprints import FingerprintError
 from mer_core.fold import BatchAugment, fold_seed
@@ -320,6 +320,28 @@ def test_augment_batch_is_deterministic_and_shaped():
     assert abs(plain.mean().item()) < 1.5  # ImageNet-normalised
     with pytest.raises(ValueError, match="flip, affine, color"):
         BatchAugment(["cutout"], torch.Generator())
+
+
+def test_a_flipped_flow_image_has_its_horizontal_displacement_negated():
+    from mer_core import motion
+
+    flow = np.zeros((8, 8, 2), np.float32)
+    flow[:, :4, 0], flow[:, 4:, 0], flow[..., 1] = 1.5, -0.5, 0.75    # dx by side; dy
+    img = torch.from_numpy(motion.encode_flow(flow)).permute(2, 0, 1)[None].repeat(16, 1, 1, 1)
+    aug = BatchAugment(["flip"], torch.Generator().manual_seed(0), flow=True)
+    out = aug(img)
+    mean = torch.tensor(fold.IMAGENET_MEAN).view(1, 3, 1, 1) * 255
+    std = torch.tensor(fold.IMAGENET_STD).view(1, 3, 1, 1) * 255
+    raw = (out * std + mean).round().to(torch.uint8).permute(0, 2, 3, 1).numpy()
+    flipped = [i for i in range(16) if not np.array_equal(raw[i], img[i].permute(1, 2, 0))]
+    assert 0 < len(flipped) < 16
+    for i in flipped:   # the mirrored field: dx negated and mirrored, dy and magnitude mirrored
+        back = motion.decode_flow(raw[i])
+        assert np.allclose(back[..., 0], -motion.decode_flow(
+            motion.encode_flow(flow))[:, ::-1, 0], atol=0.05)
+        assert np.allclose(back[..., 1], 0.75, atol=0.05)
+    with pytest.raises(ValueError, match="would change the vectors"):
+        BatchAugment(["flip", "color"], torch.Generator(), flow=True)
 
 
 def test_select_precision():

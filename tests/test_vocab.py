@@ -55,7 +55,18 @@ def test_every_spotter_and_loss_has_its_implementation():
 
 def test_strategy_names():
     assert vocab.frame_strategies()[:4] == ["onset", "middle", "random", "annotated"]
-    assert vocab.frame_strategies()[-1] == vocab.PER_FOLD == "spotted:best"
+    base = [s for s in vocab.frame_strategies() if vocab.motion_of(s)[0] is None]
+    assert base[-1] == vocab.PER_FOLD == "spotted:best"
+    assert {"flow:annotated", "diff:annotated", "flow:spotted:best", "diff:spotted:lbp"} \
+        <= set(vocab.frame_strategies())
+    assert vocab.motion_of("flow:spotted:best") == ("flow", "spotted:best")
+    assert vocab.motion_of("spotted:best") == (None, "spotted:best")
+    assert vocab.motion_of("annotated") == (None, "annotated")
+    assert vocab.spotter_of("flow:spotted:lbp") is None    # a motion input is not a frame row
+    assert vocab.frame_label("diff:annotated") == "Apex - onset difference (annotated apex)"
+    assert vocab.frame_label("flow:spotted:best", "lbp in 3 of 3 folds") == \
+        "Optical flow onset -> apex (spotted apex, spotter per fold: lbp in 3 of 3 folds)"
+    assert vocab.strategy_stem("flow:spotted:best") == "flow-spotted-best"
     assert vocab.spotter_of("spotted:lbp") == "lbp" and vocab.spotter_of("onset") is None
     assert vocab.frame_label("spotted:lbp") == "Spotted apex (lbp)"
     assert vocab.frame_label("spotted:best", "lbp in 3 of 3 folds") \
