@@ -8,16 +8,20 @@ import hashlib
 import re
 from pathlib import Path
 
-from mer_core import deps, io
+from mer_core import deps, io, vocab
 from mer_core.machine import device_name
 from mer_core.models import weights_path
 
+#: Modules of the LOSO driver's imports that only name things: what they decide for a fold is in
+#: its fingerprint as values (frames, backbone, loss, labels, the frame arrays, and the motion
+#: kind of the input), so adding a dataset, spotter or backbone name redoes no finished fold.
+NAMES_ONLY = ("vocab",)
 #: The modules whose source defines what a fold computes: the LOSO driver and everything it
-#: imports (their hash is the "code version"). All of them are deps of the train stage (a test
-#: checks), so DVC reruns the stage when one changes and the changed fingerprint redoes the
-#: folds; modules the notebook uses only around the folds (figures, printed metrics) rerun the
-#: stage but keep its finished folds.
-CODE_MODULES = tuple(deps.closure(("loso",)))
+#: imports but :data:`NAMES_ONLY` (their hash is the "code version"). All of them are deps of
+#: the train stage (a test checks), so DVC reruns the stage when one changes and the changed
+#: fingerprint redoes the folds; modules the notebook uses only around the folds (figures,
+#: printed metrics, names) rerun the stage but keep its finished folds.
+CODE_MODULES = tuple(m for m in deps.closure(("loso",)) if m not in NAMES_ONLY)
 
 #: TrainConfig keys that choose WHICH folds run (or how many at once), not what a fold computes.
 PLAN_KEYS = ("folds", "max_folds", "seed", "n_seeds", "workers")
@@ -71,15 +75,16 @@ def diff(old: dict, new: dict, prefix: str = "") -> list[str]:
 
 
 def fold_params(name, exp, cfg, labels, data_hash, device, precision, factory_tag) -> dict:
-    """What a fold's result depends on (hashed into its fingerprint): the experiment, the train
-    settings that change a fold (not those choosing which folds run), labels, data, code
-    version, device and its model, precision, model factory, and the weights file's hash."""
+    """What a fold's result depends on (hashed into its fingerprint): the experiment, its input's
+    motion kind (a flow input is flipped with its dx negated), the train settings that change a
+    fold (not those choosing which folds run), labels, data, code version, device and its model,
+    precision, model factory, and the weights file's hash."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in PLAN_KEYS}
     weights = weights_path(cfg.pretrained, exp.backbone)
     if weights and weights.lower() != "imagenet" and Path(weights).is_file():
         train["pretrained_sha256"] = file_sha(weights)
-    return {"experiment": name, "frames": exp.frames, "backbone": exp.backbone, "loss": exp.loss,
-            "train": train, "labels": list(labels), "data": data_hash, "code": code_version(),
+    return {"experiment": name, "frames": exp.frames, "motion": vocab.motion_of(exp.frames)[0],
+            "backbone": exp.backbone, "loss": exp.loss, "train": train, "labels": list(labels), "data": data_hash, "code": code_version(),
             "device": device.type, "device_name": device_name(device), "precision": precision,
             "model_factory": factory_tag}
 
@@ -100,5 +105,5 @@ def check_fold(out: Path, stem: str, fold_fp: str, params: dict) -> None:
             f"or use another results folder; results of different settings are never mixed.")
 
 
-__all__ = ["CODE_MODULES", "PLAN_KEYS", "FingerprintError", "code_version", "sha", "file_sha",
+__all__ = ["CODE_MODULES", "NAMES_ONLY", "PLAN_KEYS", "FingerprintError", "code_version", "sha", "file_sha",
            "fold_stem", "diff", "fold_params", "check_fold"]

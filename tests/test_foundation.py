@@ -153,12 +153,23 @@ def test_code_version_hashes_what_a_fold_computes_and_the_stage_reruns_on_it():
     """The code version is the LOSO driver and everything it imports (a change there can change
     a fold's result, so finished folds are redone); every one of those modules is a dep of the
     train stage. Modules the notebook uses only around the folds (metrics for the printout,
-    figures) rerun the stage but reuse its folds."""
+    figures) and the names-only vocab (its choices enter the fingerprint as values) rerun the
+    stage but reuse its folds."""
     from mer_core import fingerprints
     notebook = deps_mod.notebook_modules(ROOT / "notebooks" / "02_train_loso.ipynb")
-    assert list(fingerprints.CODE_MODULES) == deps_mod.closure(["loso"])
+    assert list(fingerprints.CODE_MODULES) == [m for m in deps_mod.closure(["loso"])
+                                                if m not in fingerprints.NAMES_ONLY]
+    assert set(fingerprints.NAMES_ONLY) <= set(deps_mod.closure(["loso"]))   # still stage deps
     assert set(fingerprints.CODE_MODULES) <= set(notebook)
     assert {"fold", "losses", "models", "machine", "handover"} <= set(fingerprints.CODE_MODULES)
+    # what vocab decides for a fold is in its fingerprint as values: here the flow flip
+    import torch
+    from mer_core.config import ExperimentConfig, TrainConfig
+    fp = {f: fingerprints.fold_params("x", ExperimentConfig(f, "seresnext50_32x4d", "focal"),
+                                      TrainConfig(), ["a", "b"], "d", torch.device("cpu"),
+                                      "fp32", "t")["motion"]
+          for f in ("annotated", "flow:annotated", "diff:spotted:best")}
+    assert fp == {"annotated": None, "flow:annotated": "flow", "diff:spotted:best": "diff"}
 
 
 #: The stage (notebook number) whose modules these are; every other module is shared.
