@@ -289,17 +289,19 @@ def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
 
     Raises:
         ValueError: unknown protocol, a dataset the protocol does not cover (e.g.
-            casme2-5class on SAMM), or an emotion the protocol does not know (a typo in the
-            sheet is never dropped silently).
+            casme2-5class on SAMM or SMIC-E; the message lists the protocols that apply), or
+            an emotion the protocol does not know (a typo in the sheet is never dropped
+            silently).
     """
     labels = vocab.protocol_labels(protocol)
     spec = vocab.PROTOCOLS[protocol]
     datasets = sorted(set(index["dataset"]))
     unfit = [d for d in datasets if d not in spec["maps"]]
     if unfit:
+        fits = "; ".join(f"{d} has {', '.join(_protocols_of(d)) or 'none'}" for d in unfit)
         raise ValueError(f"protocol {protocol!r} does not apply to dataset(s) "
-                         f"{', '.join(unfit)}; it covers {', '.join(spec['maps'])}"
-                         + ("; for SAMM use megc2019-3class" if "samm" in unfit else ""))
+                         f"{', '.join(unfit)}; it covers {', '.join(spec['maps'])}; the "
+                         f"protocols that apply: {fits}")
     keep, label, dropped, unknown = [], [], [], []
     for row in index.itertuples(index=False):
         mapping = spec["maps"][row.dataset]
@@ -330,6 +332,11 @@ def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
     logger.info("%s: kept %d of %d clips; dropped %d", protocol, len(out), len(index),
                 len(dropped))
     return out
+
+
+def _protocols_of(dataset: str) -> list[str]:
+    """The protocols with an emotion map for ``dataset``."""
+    return [p for p, spec in vocab.PROTOCOLS.items() if dataset in spec["maps"]]
 
 
 # ---------------------------------------------------------------------------------------------
