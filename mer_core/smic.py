@@ -174,9 +174,10 @@ def _read_sheet(path: Path, worksheet: str):
     rows = []
     for i in range(header_at + 1, len(values)):
         vals, forms = values[i], formulas[i] if i < len(formulas) else ()
-        used = [vals[c] if c < len(vals) else None for c in columns.values()]
-        if all(_blank(v) for v in used) and not any(_is_formula(v) for v in forms):
-            continue
+        used = [(vals[c] if c < len(vals) else None, forms[c] if c < len(forms) else None)
+                for c in columns.values()]
+        if all(_blank(v) and not _is_formula(f) for v, f in used):
+            continue  # blank in every column read (other columns, e.g. totals, do not count)
         rows.append((i + 1, vals, forms))
     return worksheet, columns, rows
 

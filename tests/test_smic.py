@@ -135,10 +135,11 @@ def test_hs_index_from_the_sheet(smic_root):
 
 
 def test_garbage_segment_with_negative_length_only(tmp_path):
-    rows = [_row(1, "s1_ne_01", 100, 110, "negative", seg2=(120, 118), seg3=(130, 140))]
+    rows = [_row(1, "s1_ne_01", 100, 110, "negative", seg2=(120, 118), seg3=(130, 140)),
+            [None] * 12 + ["=SUM(M2:M2)"]]  # a totals row: blank in every column read
     write_sheet(tmp_path / smic.SMIC_SHEET_NAME, hs_rows=rows, cached={})
     df = ds.load_index("smic", tmp_path, validate_frames=False)
-    assert len(df) == 1
+    assert len(df) == 1 and df.attrs["excluded"] == []
     assert "segment 2" in df.attrs["flags"][0]["what"]
     assert "negative length (-2 frames)" in df.attrs["flags"][0]["what"]
     assert [s["segment"] for s in df.attrs["segments"]] == [3]
