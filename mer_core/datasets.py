@@ -1,10 +1,11 @@
-"""Sample index of CASME II, SAMM and the synthetic CASME-II-shaped set.
+"""Sample index of CASME II, SAMM, SMIC-E and the synthetic CASME-II-shaped set.
 
 One row per clip, read from the official coding sheet (:mod:`mer_core.sheets`) and checked
 against the frames on disk (:mod:`mer_core.images`):
 
-* :func:`load_index` reads a dataset (``synthetic``, ``casme2`` or ``samm``) into the index
-  DataFrame (columns :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the CASME II frame folder.
+* :func:`load_index` reads a dataset (``synthetic``, ``casme2``, ``samm`` or ``smic``, whose
+  sheet :mod:`mer_core.smic` parses) into the index DataFrame (columns
+  :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the CASME II frame folder.
 * :func:`apply_protocol` keeps the clips of a class protocol and adds ``label``.
 * :func:`loso_folds` gives the leave-one-subject-out splits.
 * :func:`build_index` is the ``data`` stage: generate (synthetic), load, apply the protocol and
@@ -22,8 +23,9 @@ Decisions shared by every stage:
   ``{"sample_id", "reason"}``); :func:`excluded` returns them as a DataFrame and
   :func:`exclusion_summary` counts them. :func:`apply_protocol` carries the exclusions of its
   input forward, so its result lists every clip lost since the sheet.
-* ``df.attrs`` also holds ``dataset``, ``root``, ``sheet``, ``layout`` and ``aligned`` (True for
-  the aligned CASME II ``Cropped`` release and the synthetic set: frames are already face crops).
+* ``df.attrs`` also holds ``dataset``, ``root``, ``sheet``, ``layout``, ``aligned`` (True for
+  the aligned CASME II ``Cropped`` release and the synthetic set: frames are already face crops)
+  and ``apex_annotated`` (False for SMIC-E, which has no apex column).
 """
 from __future__ import annotations
 
@@ -34,7 +36,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core import handover, vocab
+from mer_core import handover, smic, vocab
 from mer_core.handover import INDEX_COLUMNS
 from mer_core.images import FRAME_NUMBER, decodes, frame_paths, image_problem
 from mer_core.sheets import (CASME2_SHEET_GLOB, SAMM_SHEET_NAME, SAMM_WORKSHEET, parse_rows,
@@ -102,56 +104,89 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
 
     Args:
         name: ``"synthetic"`` (the generated CASME-II-shaped set, read with the CASME II reader),
-            ``"casme2"`` or ``"samm"``.
+            ``"casme2"``, ``"samm"`` or ``"smic"`` (SMIC-E, one band; :mod:`mer_core.smic`).
         root: the dataset root folder.
         **options:
             sheet (str | Path | None): the coding sheet; default: the official name under
-                ``root`` (``CASME2-coding-*.xlsx`` / ``SAMM_Micro_FACS_Codes_v2.xlsx``), also one
-                folder below. A relative path is tried against the working directory, then
-                ``root``.
+                ``root`` (``CASME2-coding-*.xlsx`` / ``SAMM_Micro_FACS_Codes_v2.xlsx`` /
+                ``SMIC-HS-E_annotation.xlsx``), also one folder below. A relative path is tried
+                against the working directory, then ``root``.
             worksheet (str | None): default ``Sheet1`` (else the first one) for CASME II,
-                ``MICRO_ONLY`` for SAMM.
-            strict (bool): default True: a clip with missing frames is an error; False: it is
-                dropped and listed in ``attrs["excluded"]``.
+                ``MICRO_ONLY`` for SAMM, the band (``HS`` / ``VIS``) for SMIC-E.
+            strict (bool): default True: a clip with missing frames (SMIC-E: also a sheet row
+                whose onset/offset is not a frame number) is an error; False: it is dropped
+                and listed in ``attrs["excluded"]``.
             validate_frames (bool): default True: check that frames onset..offset exist, are
                 whole (:func:`mer_core.images.image_problem`) and decode.
             layout (str): CASME II / synthetic only; see :func:`casme2_layout` (default
                 ``"auto"``: ``Cropped`` preferred over ``CASME2_RAW_selected``).
-            image_pattern (str): SAMM only; frame file name inside
+            image_pattern (str): SAMM: frame file name inside
                 ``<root>/<subject>/<Filename>/``, default ``"{subject}_{frame:05d}.jpg"``
                 (fields ``subject`` = sheet code such as ``006``, ``frame``, ``filename``).
+                SMIC-E: unchecked by default (any ``image<N>.bmp``); when given, e.g.
+                ``"image{frame:07d}.bmp"``, every frame must be named so (``subject`` =
+                ``s01``, ``filename`` = the sheet's name).
+            band (str): SMIC-E only: ``"HS"`` (default, 100 fps) or ``"VIS"`` (25 fps).
+            folder_pattern (str | list[str]): SMIC-E only: the clip folder below ``root``, or
+                several tried in order; default :data:`mer_core.smic.FOLDER_PATTERNS`
+                (``<band>/<subject>/`` with the sheet's name or the padded key, with ``s01``
+                or ``s1``, then ``<subject>/``); fields ``band``, ``subject`` (``s01``),
+                ``subject_no``, ``filename`` (``s1_ne_01``), ``clip`` (``s01_ne_01``).
 
     Returns:
-        DataFrame with :data:`mer_core.handover.INDEX_COLUMNS` (+ ``objective_class`` when the sheet has it), in sheet
-        order, index 0..n-1. ``onset``/``offset`` are int64, ``apex`` is nullable Int64 (NA when
-        missing or outside onset..offset; ``apex_note`` says why, else ``""``), ``frames_dir``
-        is absolute. ``attrs``: dataset, root, sheet, layout, aligned, excluded (records
-        ``{"sample_id", "reason"}``; see :func:`excluded`).
+        DataFrame with :data:`mer_core.handover.INDEX_COLUMNS` (+ ``objective_class`` when the
+        sheet has it, + ``clip_on_disk`` for SMIC-E: the sheet's unpadded name, while ``clip``
+        is the padded MEGC key), in sheet order, index 0..n-1. ``onset``/``offset`` are int64,
+        ``apex`` is nullable Int64 (NA when missing or outside onset..offset; ``apex_note``
+        says why, else ``""``), ``frames_dir`` is absolute. ``attrs``: dataset, root, sheet,
+        layout, aligned, apex_annotated (False for SMIC-E: ``apex`` is NA, ``apex_note`` "not
+        annotated"), excluded (records ``{"sample_id", "reason"}``; see :func:`excluded`).
+        SMIC-E adds band, fps, flags
+        (``{"sample_id", "what"}``: garbage extra segments, file names disagreeing with the
+        Emotion cell) and segments (valid 2nd/3rd segments of a row, not clips).
 
     Raises:
         ValueError: unknown dataset name or option.
         FileNotFoundError: missing root, sheet or (strict) frames.
         mer_core.sheets.SheetError: missing columns, non-numeric onset/offset, onset > offset,
-            duplicate (subject, filename) keys; the message names the file and the sheet row.
+            duplicate (subject, filename) keys (SMIC-E: also a formula without a cached value;
+            with strict=False such a SMIC-E row is skipped and listed in ``excluded``); the
+            message names the file and the sheet row.
     """
     if name not in vocab.DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(vocab.DATASETS)}")
-    known = {"sheet", "worksheet", "strict", "validate_frames", "layout", "image_pattern"}
+    known = {"sheet", "worksheet", "strict", "validate_frames", "layout", "image_pattern",
+             "band", "folder_pattern"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"load_index: unknown option(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(sorted(known))}")
-    if name == "samm" and "layout" in options:
-        raise ValueError("load_index: option 'layout' is for CASME II; SAMM uses image_pattern")
-    if name != "samm" and "image_pattern" in options:
-        raise ValueError("load_index: option 'image_pattern' is for SAMM only")
+    if name in ("samm", "smic") and "layout" in options:
+        raise ValueError(f"load_index: option 'layout' is for CASME II; {name} uses "
+                         + ("image_pattern" if name == "samm" else "folder_pattern"))
+    if name not in ("samm", "smic") and "image_pattern" in options:
+        raise ValueError("load_index: option 'image_pattern' is for SAMM and SMIC-E only")
+    if name != "smic" and {"band", "folder_pattern"} & set(options):
+        raise ValueError("load_index: options 'band' and 'folder_pattern' are for SMIC-E only")
     root = Path(os.path.normpath(Path(root).expanduser()))
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: {name} dataset root not found")
     strict = bool(options.get("strict", True))
     validate = bool(options.get("validate_frames", True))
+    extra = {"apex_annotated": True, "excluded": []}
 
-    if name == "samm":
+    if name == "smic":
+        records, extra = smic.read_records(
+            root, **{k: options[k] for k in ("band", "sheet", "worksheet", "folder_pattern")
+                     if k in options}, strict=strict)
+        sheet, ws, layout, aligned = extra.pop("sheet"), extra.pop("worksheet"), \
+            extra.pop("layout"), False
+        if options.get("image_pattern"):
+            _check_pattern(options["image_pattern"])
+            for r in records:
+                r["expected"] = lambda n, r=r, p=options["image_pattern"]: p.format(
+                    subject=r["subject"], frame=n, filename=r["clip_on_disk"])
+    elif name == "samm":
         sheet = resolve_sheet(root, options.get("sheet"), SAMM_SHEET_NAME)
         rows, ws = read_sheet(sheet, options.get("worksheet") or SAMM_WORKSHEET, "samm")
         records = parse_rows(rows, sheet, "samm")
@@ -179,14 +214,15 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
         r["dataset"] = name
         r["sample_id"] = f"{name}/{r['subject']}/{r['clip']}"
 
-    dropped = []
+    dropped = extra.pop("excluded")
     if validate:
-        records, dropped = _validate_frames(records, strict, sheet)
+        records, missing = _validate_frames(records, strict, sheet)
+        dropped += missing
 
     df = _to_frame(records)
     df.attrs.update({"dataset": name, "root": str(root), "sheet": str(sheet),
                      "worksheet": ws, "layout": layout, "aligned": bool(aligned),
-                     "excluded": dropped})
+                     "excluded": dropped, **extra})
     logger.info("%s: %d clips from %s (%d excluded)", name, len(df), sheet.name, len(dropped))
     return df
 
@@ -241,7 +277,7 @@ def _validate_frames(records: list[dict], strict: bool, sheet: Path):
 
 
 def _to_frame(records: list[dict]) -> pd.DataFrame:
-    extra = ["objective_class"] if records and "objective_class" in records[0] else []
+    extra = [c for c in ("objective_class", "clip_on_disk") if records and c in records[0]]
     df = pd.DataFrame({c: [r.get(c) for r in records] for c in INDEX_COLUMNS + extra})
     if df.empty:
         df = pd.DataFrame({c: pd.Series([], dtype="str") for c in INDEX_COLUMNS + extra})
@@ -289,17 +325,19 @@ def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
 
     Raises:
         ValueError: unknown protocol, a dataset the protocol does not cover (e.g.
-            casme2-5class on SAMM), or an emotion the protocol does not know (a typo in the
-            sheet is never dropped silently).
+            casme2-5class on SAMM or SMIC-E; the message lists the protocols that apply), or
+            an emotion the protocol does not know (a typo in the sheet is never dropped
+            silently).
     """
     labels = vocab.protocol_labels(protocol)
     spec = vocab.PROTOCOLS[protocol]
     datasets = sorted(set(index["dataset"]))
     unfit = [d for d in datasets if d not in spec["maps"]]
     if unfit:
+        fits = "; ".join(f"{d} has {', '.join(_protocols_of(d)) or 'none'}" for d in unfit)
         raise ValueError(f"protocol {protocol!r} does not apply to dataset(s) "
-                         f"{', '.join(unfit)}; it covers {', '.join(spec['maps'])}"
-                         + ("; for SAMM use megc2019-3class" if "samm" in unfit else ""))
+                         f"{', '.join(unfit)}; it covers {', '.join(spec['maps'])}; the "
+                         f"protocols that apply: {fits}")
     keep, label, dropped, unknown = [], [], [], []
     for row in index.itertuples(index=False):
         mapping = spec["maps"][row.dataset]
@@ -330,6 +368,11 @@ def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
     logger.info("%s: kept %d of %d clips; dropped %d", protocol, len(out), len(index),
                 len(dropped))
     return out
+
+
+def _protocols_of(dataset: str) -> list[str]:
+    """The protocols with an emotion map for ``dataset``."""
+    return [p for p, spec in vocab.PROTOCOLS.items() if dataset in spec["maps"]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -369,7 +412,8 @@ def describe(cfg, subjects=None) -> str:
         return (f"synthetic CASME-II-shaped (seed {cfg.synthetic_seed}, amplitude "
                 f"{cfg.synthetic_amplitude} px at 128 px, {cfg.synthetic_size} px frames{part})"
                 " - NOT real CASME II")
-    return {"casme2": "CASME II", "samm": "SAMM"}[cfg.dataset] + f" ({cfg.root})"
+    return {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC-E (HS)"}[cfg.dataset] + \
+        f" ({cfg.root})"
 
 
 def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool = True):

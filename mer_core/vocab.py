@@ -17,9 +17,12 @@ Tables show backbones and losses in the order of these mappings.
 from __future__ import annotations
 
 #: Datasets :func:`mer_core.datasets.load_index` reads.
-DATASETS = ("synthetic", "casme2", "samm")
-#: Frame rate of each dataset's videos (the synthetic set is made in CASME II's image).
-FPS = {"synthetic": 200, "casme2": 200, "samm": 200}
+DATASETS = ("synthetic", "casme2", "samm", "smic")
+#: Frame rate of each dataset's videos (the synthetic set is made in CASME II's image). SMIC-E
+#: is its default HS band (100 fps); its VIS band runs at 25 fps (:data:`SMIC_BAND_FPS`).
+FPS = {"synthetic": 200, "casme2": 200, "samm": 200, "smic": 100}
+#: SMIC-E's recording bands (worksheets of its sheet) and their frame rates; ``HS`` is the default.
+SMIC_BAND_FPS = {"HS": 100, "VIS": 25}
 
 _CASME = ("casme2", "synthetic")
 _CASME_EMOTIONS = ("happiness", "disgust", "repression", "surprise", "fear", "sadness", "others")
@@ -50,6 +53,7 @@ PROTOCOLS = {
             "samm": {"anger": "negative", "contempt": "negative", "disgust": "negative",
                      "fear": "negative", "sadness": "negative", "happiness": "positive",
                      "surprise": "surprise", "other": None},
+            "smic": {"negative": "negative", "positive": "positive", "surprise": "surprise"},
         },
         # The MEGC 2019 composite database leaves these two CASME II clips out.
         "drop_clips": {d: {("sub04", "EP12_01f"), ("sub05", "EP09_05f")} for d in _CASME},
