@@ -1,9 +1,10 @@
-"""Sample index of CASME II, SAMM and the synthetic CASME-II-shaped set.
+"""Sample index of CASME II, SAMM, CAS(ME)^3 Part A and the synthetic CASME-II-shaped set.
 
 One row per clip, read from the official coding sheet (:mod:`mer_core.sheets`) and checked
 against the frames on disk (:mod:`mer_core.images`):
 
-* :func:`load_index` reads a dataset (``synthetic``, ``casme2`` or ``samm``) into the index
+* :func:`load_index` reads a dataset (``synthetic``, ``casme2``, ``samm`` or ``casme3``; the
+  last in :mod:`mer_core.casme3`) into the index
   DataFrame (columns :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the CASME II frame folder.
 * :func:`apply_protocol` keeps the clips of a class protocol and adds ``label``.
 * :func:`loso_folds` gives the leave-one-subject-out splits.
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core import handover, vocab
+from mer_core import casme3, handover, vocab
 from mer_core.handover import INDEX_COLUMNS
 from mer_core.images import FRAME_NUMBER, decodes, frame_paths, image_problem
 from mer_core.sheets import (CASME2_SHEET_GLOB, SAMM_SHEET_NAME, SAMM_WORKSHEET, parse_rows,
@@ -102,17 +103,20 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
 
     Args:
         name: ``"synthetic"`` (the generated CASME-II-shaped set, read with the CASME II reader),
-            ``"casme2"`` or ``"samm"``.
+            ``"casme2"``, ``"samm"`` or ``"casme3"`` (CAS(ME)^3 Part A; its decisions are in
+            :mod:`mer_core.casme3`).
         root: the dataset root folder.
         **options:
             sheet (str | Path | None): the coding sheet; default: the official name under
-                ``root`` (``CASME2-coding-*.xlsx`` / ``SAMM_Micro_FACS_Codes_v2.xlsx``), also one
+                ``root`` (``CASME2-coding-*.xlsx`` / ``SAMM_Micro_FACS_Codes_v2.xlsx`` /
+                ``cas(me)3_part_A_ME_label_JpgIndex*.xlsx``), also one
                 folder below. A relative path is tried against the working directory, then
                 ``root``.
             worksheet (str | None): default ``Sheet1`` (else the first one) for CASME II,
-                ``MICRO_ONLY`` for SAMM.
+                ``MICRO_ONLY`` for SAMM, ``label`` for CAS(ME)^3.
             strict (bool): default True: a clip with missing frames is an error; False: it is
-                dropped and listed in ``attrs["excluded"]``.
+                dropped and listed in ``attrs["excluded"]``. CAS(ME)^3: the same for a sheet
+                row with offset 0 or onset after offset (a SheetError when True).
             validate_frames (bool): default True: check that frames onset..offset exist, are
                 whole (:func:`mer_core.images.image_problem`) and decode.
             layout (str): CASME II / synthetic only; see :func:`casme2_layout` (default
@@ -120,19 +124,24 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
             image_pattern (str): SAMM only; frame file name inside
                 ``<root>/<subject>/<Filename>/``, default ``"{subject}_{frame:05d}.jpg"``
                 (fields ``subject`` = sheet code such as ``006``, ``frame``, ``filename``).
+                CAS(ME)^3: the frame file below ``root``, default
+                ``"{subject}/{task}/color/{frame}.jpg"`` (fields ``subject`` = sheet code such
+                as ``spNO.1``, ``task`` = lower-cased Filename, ``filename``, ``frame``).
 
     Returns:
         DataFrame with :data:`mer_core.handover.INDEX_COLUMNS` (+ ``objective_class`` when the sheet has it), in sheet
         order, index 0..n-1. ``onset``/``offset`` are int64, ``apex`` is nullable Int64 (NA when
         missing or outside onset..offset; ``apex_note`` says why, else ``""``), ``frames_dir``
         is absolute. ``attrs``: dataset, root, sheet, layout, aligned, excluded (records
-        ``{"sample_id", "reason"}``; see :func:`excluded`).
+        ``{"sample_id", "reason"}``; see :func:`excluded`); CAS(ME)^3 adds ``subject_codes``
+        (``spNO001`` -> ``spNO.1``).
 
     Raises:
         ValueError: unknown dataset name or option.
         FileNotFoundError: missing root, sheet or (strict) frames.
         mer_core.sheets.SheetError: missing columns, non-numeric onset/offset, onset > offset,
-            duplicate (subject, filename) keys; the message names the file and the sheet row.
+            duplicate (subject, filename) keys (CAS(ME)^3: (subject, task, onset)); the message
+            names the file and the sheet row.
     """
     if name not in vocab.DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(vocab.DATASETS)}")
@@ -141,17 +150,22 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"load_index: unknown option(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(sorted(known))}")
-    if name == "samm" and "layout" in options:
-        raise ValueError("load_index: option 'layout' is for CASME II; SAMM uses image_pattern")
-    if name != "samm" and "image_pattern" in options:
-        raise ValueError("load_index: option 'image_pattern' is for SAMM only")
+    if name in ("samm", "casme3") and "layout" in options:
+        raise ValueError(f"load_index: option 'layout' is for CASME II; {name} uses "
+                         "image_pattern")
+    if name not in ("samm", "casme3") and "image_pattern" in options:
+        raise ValueError("load_index: option 'image_pattern' is for SAMM and CAS(ME)^3 only")
     root = Path(os.path.normpath(Path(root).expanduser()))
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: {name} dataset root not found")
     strict = bool(options.get("strict", True))
     validate = bool(options.get("validate_frames", True))
 
-    if name == "samm":
+    sheet_excluded, extra_attrs = [], {}
+    if name == "casme3":
+        records, sheet_excluded, sheet, ws, codes = casme3.read(root, name, options, strict)
+        layout, aligned, extra_attrs = "casme3", False, {"subject_codes": codes}
+    elif name == "samm":
         sheet = resolve_sheet(root, options.get("sheet"), SAMM_SHEET_NAME)
         rows, ws = read_sheet(sheet, options.get("worksheet") or SAMM_WORKSHEET, "samm")
         records = parse_rows(rows, sheet, "samm")
@@ -179,14 +193,15 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
         r["dataset"] = name
         r["sample_id"] = f"{name}/{r['subject']}/{r['clip']}"
 
-    dropped = []
+    dropped = sheet_excluded
     if validate:
-        records, dropped = _validate_frames(records, strict, sheet)
+        records, missing = _validate_frames(records, strict, sheet)
+        dropped = dropped + missing
 
     df = _to_frame(records)
     df.attrs.update({"dataset": name, "root": str(root), "sheet": str(sheet),
                      "worksheet": ws, "layout": layout, "aligned": bool(aligned),
-                     "excluded": dropped})
+                     "excluded": dropped, **extra_attrs})
     logger.info("%s: %d clips from %s (%d excluded)", name, len(df), sheet.name, len(dropped))
     return df
 
@@ -369,7 +384,8 @@ def describe(cfg, subjects=None) -> str:
         return (f"synthetic CASME-II-shaped (seed {cfg.synthetic_seed}, amplitude "
                 f"{cfg.synthetic_amplitude} px at 128 px, {cfg.synthetic_size} px frames{part})"
                 " - NOT real CASME II")
-    return {"casme2": "CASME II", "samm": "SAMM"}[cfg.dataset] + f" ({cfg.root})"
+    return {"casme2": "CASME II", "samm": "SAMM",
+            "casme3": "CAS(ME)^3 Part A"}[cfg.dataset] + f" ({cfg.root})"
 
 
 def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool = True):

@@ -17,9 +17,10 @@ Tables show backbones and losses in the order of these mappings.
 from __future__ import annotations
 
 #: Datasets :func:`mer_core.datasets.load_index` reads.
-DATASETS = ("synthetic", "casme2", "samm")
-#: Frame rate of each dataset's videos (the synthetic set is made in CASME II's image).
-FPS = {"synthetic": 200, "casme2": 200, "samm": 200}
+DATASETS = ("synthetic", "casme2", "samm", "casme3")
+#: Frame rate of each dataset's videos (the synthetic set is made in CASME II's image;
+#: CAS(ME)^3 Part A: its colour frames, 30 fps).
+FPS = {"synthetic": 200, "casme2": 200, "samm": 200, "casme3": 30}
 
 _CASME = ("casme2", "synthetic")
 _CASME_EMOTIONS = ("happiness", "disgust", "repression", "surprise", "fear", "sadness", "others")
