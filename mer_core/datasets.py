@@ -296,7 +296,8 @@ def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
     Args:
         index: a :func:`load_index` result (several datasets may be concatenated: the emotion
             map is chosen per row by ``dataset``).
-        protocol: ``casme2-5class``, ``casme2-7class`` or ``megc2019-3class``.
+        protocol: a :data:`mer_core.vocab.PROTOCOLS` name (``casme2-5class``,
+            ``casme2-7class``, ``megc2019-3class``, ``casme3-7class``, ``casme3-4class``).
 
     Returns:
         The kept rows (index reset to 0..n-1) with ``label``. ``attrs["excluded"]`` lists the
@@ -312,9 +313,11 @@ def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
     datasets = sorted(set(index["dataset"]))
     unfit = [d for d in datasets if d not in spec["maps"]]
     if unfit:
+        fits = {d: [p for p, s in vocab.PROTOCOLS.items() if d in s["maps"]] for d in unfit}
         raise ValueError(f"protocol {protocol!r} does not apply to dataset(s) "
                          f"{', '.join(unfit)}; it covers {', '.join(spec['maps'])}"
-                         + ("; for SAMM use megc2019-3class" if "samm" in unfit else ""))
+                         + "".join(f"; for {d} use {' or '.join(p) or 'no protocol yet'}"
+                                   for d, p in fits.items()))
     keep, label, dropped, unknown = [], [], [], []
     for row in index.itertuples(index=False):
         mapping = spec["maps"][row.dataset]

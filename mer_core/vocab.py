@@ -24,6 +24,11 @@ FPS = {"synthetic": 200, "casme2": 200, "samm": 200, "casme3": 30}
 
 _CASME = ("casme2", "synthetic")
 _CASME_EMOTIONS = ("happiness", "disgust", "repression", "surprise", "fear", "sadness", "others")
+#: CAS(ME)^3 Part A's emotions as its sheet spells them, lower-cased (``Others`` -> ``others``).
+_CASME3_EMOTIONS = ("happy", "disgust", "fear", "anger", "sad", "surprise", "others")
+#: CAS(ME)^3's negative emotions (its 4-class protocol and MEGC's 3 classes agree on them).
+_CASME3_NEGATIVE = {"disgust": "negative", "fear": "negative", "anger": "negative",
+                    "sad": "negative"}
 
 #: protocol -> ``labels`` (the classes, in the fixed order every stage uses), ``maps`` (per
 #: dataset: raw emotion -> class, or None = dropped) and ``drop_clips`` (per dataset: (subject,
@@ -51,9 +56,23 @@ PROTOCOLS = {
             "samm": {"anger": "negative", "contempt": "negative", "disgust": "negative",
                      "fear": "negative", "sadness": "negative", "happiness": "positive",
                      "surprise": "surprise", "other": None},
+            "casme3": {**_CASME3_NEGATIVE, "happy": "positive", "surprise": "surprise",
+                       "others": None},
         },
         # The MEGC 2019 composite database leaves these two CASME II clips out.
         "drop_clips": {d: {("sub04", "EP12_01f"), ("sub05", "EP09_05f")} for d in _CASME},
+    },
+    # CAS(ME)^3 Part A (Li et al., TPAMI 2022): its seven emotions, and its four classes.
+    "casme3-7class": {
+        "labels": list(_CASME3_EMOTIONS),
+        "maps": {"casme3": {e: e for e in _CASME3_EMOTIONS}},
+        "drop_clips": {},
+    },
+    "casme3-4class": {
+        "labels": ["negative", "positive", "surprise", "others"],
+        "maps": {"casme3": {**_CASME3_NEGATIVE, "happy": "positive", "surprise": "surprise",
+                            "others": "others"}},
+        "drop_clips": {},
     },
 }
 

@@ -2,11 +2,14 @@
 tree around a sheet written in the official format (worksheet ``label``, every cell text)."""
 from __future__ import annotations
 
+import json
+
 import openpyxl
 import pandas as pd
 import pytest
 
 from mer_core import casme3, datasets as ds, handover, sheets, vocab
+from mer_core.config import DataConfig
 
 from test_datasets import _image
 
@@ -194,3 +197,49 @@ def test_sheet_format_errors(tmp_path):
 def test_objective_class_numerals():
     assert [casme3._objective_class(v, "x") for v in ("I", "iv", "IX", "XII", "3", "")] == \
         ["1", "4", "9", "12", "3", ""]
+
+
+# ------------------------------------------------------------------ protocols
+
+def test_protocol_megc(cas3):
+    out = ds.apply_protocol(ds.load_index("casme3", cas3, strict=False), "megc2019-3class")
+    assert dict(zip(out["sample_id"], out["label"])) == {
+        KEPT[0]: "positive", KEPT[1]: "negative", KEPT[2]: "surprise", KEPT[5]: "negative"}
+    ex = ds.excluded(out)
+    assert len(ex) == 4  # the two sheet exclusions carried forward, then the two 'others'
+    assert ex["reason"][2:].str.contains("emotion others is not a class of megc2019").all()
+
+
+def test_protocol_7class(cas3):
+    out = ds.apply_protocol(ds.load_index("casme3", cas3, strict=False), "casme3-7class")
+    assert list(out["label"]) == list(out["emotion"]) and len(out) == 6
+    assert vocab.protocol_labels("casme3-7class") == ["happy", "disgust", "fear", "anger",
+                                                      "sad", "surprise", "others"]
+
+
+def test_protocol_4class(cas3):
+    out = ds.apply_protocol(ds.load_index("casme3", cas3, strict=False), "casme3-4class")
+    assert list(out["label"]) == ["positive", "negative", "surprise", "others", "others",
+                                  "negative"]
+    assert vocab.protocol_labels("casme3-4class") == ["negative", "positive", "surprise",
+                                                      "others"]
+    maps = vocab.PROTOCOLS["casme3-4class"]["maps"]["casme3"]
+    assert {e for e, c in maps.items() if c == "negative"} == {"disgust", "fear", "anger", "sad"}
+
+
+def test_casme2_protocol_is_a_clear_error(cas3):
+    df = ds.load_index("casme3", cas3, strict=False)
+    with pytest.raises(ValueError, match=r"'casme2-5class' does not apply to dataset\(s\) "
+                       r"casme3; it covers casme2, synthetic; for casme3 use megc2019-3class "
+                       r"or casme3-7class or casme3-4class"):
+        ds.apply_protocol(df, "casme2-5class")
+
+
+def test_build_index(cas3, tmp_path):
+    cfg = DataConfig(dataset="casme3", root=str(cas3), protocol="casme3-4class", strict=False)
+    out, info = ds.build_index(cfg, out_dir=tmp_path / "data", progress=False)
+    assert info["fps"] == 30 and info["n_clips"] == 6 and info["n_excluded"] == 2
+    assert info["description"].startswith("CAS(ME)^3 Part A") and info["n_subjects"] == 3
+    assert json.loads((tmp_path / "data" / "dataset.json").read_text()) == info
+    back = handover.read_index(tmp_path / "data" / "index.csv")
+    assert list(back["subject"]) == list(out["subject"]) and pd.isna(back["apex"][2])
