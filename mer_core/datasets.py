@@ -1,11 +1,12 @@
-"""Sample index of CASME II, SAMM, SMIC-E and the synthetic CASME-II-shaped set.
+"""Sample index of CASME II, SAMM, SMIC-E, CAS(ME)^3 Part A and the synthetic CASME-II-shaped set.
 
 One row per clip, read from the official coding sheet (:mod:`mer_core.sheets`) and checked
 against the frames on disk (:mod:`mer_core.images`):
 
-* :func:`load_index` reads a dataset (``synthetic``, ``casme2``, ``samm`` or ``smic``, whose
-  sheet :mod:`mer_core.smic` parses) into the index DataFrame (columns
-  :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the CASME II frame folder.
+* :func:`load_index` reads a dataset (``synthetic``, ``casme2``, ``samm``, ``smic`` or
+  ``casme3``, whose sheets :mod:`mer_core.smic` and :mod:`mer_core.casme3` parse) into the index
+  DataFrame (columns :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the
+  CASME II frame folder.
 * :func:`apply_protocol` keeps the clips of a class protocol and adds ``label``.
 * :func:`loso_folds` gives the leave-one-subject-out splits.
 * :func:`build_index` is the ``data`` stage: generate (synthetic), load, apply the protocol and
@@ -36,7 +37,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core import handover, smic, vocab
+from mer_core import casme3, handover, smic, vocab
 from mer_core.handover import INDEX_COLUMNS
 from mer_core.images import FRAME_NUMBER, decodes, frame_paths, image_problem
 from mer_core.sheets import (CASME2_SHEET_GLOB, SAMM_SHEET_NAME, SAMM_WORKSHEET, parse_rows,
@@ -104,18 +105,22 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
 
     Args:
         name: ``"synthetic"`` (the generated CASME-II-shaped set, read with the CASME II reader),
-            ``"casme2"``, ``"samm"`` or ``"smic"`` (SMIC-E, one band; :mod:`mer_core.smic`).
+            ``"casme2"``, ``"samm"``, ``"smic"`` (SMIC-E, one band; :mod:`mer_core.smic`) or
+            ``"casme3"`` (CAS(ME)^3 Part A; its decisions are in :mod:`mer_core.casme3`).
         root: the dataset root folder.
         **options:
             sheet (str | Path | None): the coding sheet; default: the official name under
                 ``root`` (``CASME2-coding-*.xlsx`` / ``SAMM_Micro_FACS_Codes_v2.xlsx`` /
-                ``SMIC-HS-E_annotation.xlsx``), also one folder below. A relative path is tried
-                against the working directory, then ``root``.
+                ``SMIC-HS-E_annotation.xlsx`` / ``cas(me)3_part_A_ME_label_JpgIndex*.xlsx``),
+                also one folder below. A relative path is tried against the working directory,
+                then ``root``.
             worksheet (str | None): default ``Sheet1`` (else the first one) for CASME II,
-                ``MICRO_ONLY`` for SAMM, the band (``HS`` / ``VIS``) for SMIC-E.
+                ``MICRO_ONLY`` for SAMM, the band (``HS`` / ``VIS``) for SMIC-E, ``label`` for
+                CAS(ME)^3.
             strict (bool): default True: a clip with missing frames (SMIC-E: also a sheet row
                 whose onset/offset is not a frame number) is an error; False: it is dropped
-                and listed in ``attrs["excluded"]``.
+                and listed in ``attrs["excluded"]``. CAS(ME)^3: a sheet row with offset 0 or
+                onset after offset is always excluded and listed (the official sheet has them).
             validate_frames (bool): default True: check that frames onset..offset exist, are
                 whole (:func:`mer_core.images.image_problem`) and decode.
             layout (str): CASME II / synthetic only; see :func:`casme2_layout` (default
@@ -133,6 +138,10 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
                 or ``s1``, then ``<subject>/``); fields ``band``, ``subject`` (``s01``),
                 ``subject_no``, ``filename`` (``s1_ne_01``), ``clip`` (``s01_ne_01``).
 
+                CAS(ME)^3: the frame file below ``root``, default
+                ``"{subject}/{task}/color/{frame}.jpg"`` (fields ``subject`` = sheet code such
+                as ``spNO.1``, ``task`` = lower-cased Filename, ``filename``, ``frame``).
+
     Returns:
         DataFrame with :data:`mer_core.handover.INDEX_COLUMNS` (+ ``objective_class`` when the
         sheet has it, + ``clip_on_disk`` for SMIC-E: the sheet's unpadded name, while ``clip``
@@ -144,14 +153,15 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
         SMIC-E adds band, fps, flags
         (``{"sample_id", "what"}``: garbage extra segments, file names disagreeing with the
         Emotion cell) and segments (valid 2nd/3rd segments of a row, not clips).
+        CAS(ME)^3 adds ``subject_codes`` (``spNO001`` -> ``spNO.1``).
 
     Raises:
         ValueError: unknown dataset name or option.
         FileNotFoundError: missing root, sheet or (strict) frames.
         mer_core.sheets.SheetError: missing columns, non-numeric onset/offset, onset > offset,
-            duplicate (subject, filename) keys (SMIC-E: also a formula without a cached value;
-            with strict=False such a SMIC-E row is skipped and listed in ``excluded``); the
-            message names the file and the sheet row.
+            duplicate (subject, filename) keys (CAS(ME)^3: (subject, task, onset); SMIC-E: also
+            a formula without a cached value; with strict=False such a SMIC-E row is skipped
+            and listed in ``excluded``); the message names the file and the sheet row.
     """
     if name not in vocab.DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(vocab.DATASETS)}")
@@ -161,11 +171,12 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
     if unknown:
         raise ValueError(f"load_index: unknown option(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(sorted(known))}")
-    if name in ("samm", "smic") and "layout" in options:
+    if name in ("samm", "smic", "casme3") and "layout" in options:
         raise ValueError(f"load_index: option 'layout' is for CASME II; {name} uses "
-                         + ("image_pattern" if name == "samm" else "folder_pattern"))
-    if name not in ("samm", "smic") and "image_pattern" in options:
-        raise ValueError("load_index: option 'image_pattern' is for SAMM and SMIC-E only")
+                         + ("folder_pattern" if name == "smic" else "image_pattern"))
+    if name not in ("samm", "smic", "casme3") and "image_pattern" in options:
+        raise ValueError("load_index: option 'image_pattern' is for SAMM, SMIC-E and CAS(ME)^3 "
+                         "only")
     if name != "smic" and {"band", "folder_pattern"} & set(options):
         raise ValueError("load_index: options 'band' and 'folder_pattern' are for SMIC-E only")
     root = Path(os.path.normpath(Path(root).expanduser()))
@@ -186,6 +197,9 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
             for r in records:
                 r["expected"] = lambda n, r=r, p=options["image_pattern"]: p.format(
                     subject=r["subject"], frame=n, filename=r["clip_on_disk"])
+    elif name == "casme3":
+        records, extra["excluded"], sheet, ws, codes = casme3.read(root, name, options, strict)
+        layout, aligned, extra["subject_codes"] = "casme3", False, codes
     elif name == "samm":
         sheet = resolve_sheet(root, options.get("sheet"), SAMM_SHEET_NAME)
         rows, ws = read_sheet(sheet, options.get("worksheet") or SAMM_WORKSHEET, "samm")
@@ -317,7 +331,8 @@ def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
     Args:
         index: a :func:`load_index` result (several datasets may be concatenated: the emotion
             map is chosen per row by ``dataset``).
-        protocol: ``casme2-5class``, ``casme2-7class`` or ``megc2019-3class``.
+        protocol: a :data:`mer_core.vocab.PROTOCOLS` name (``casme2-5class``,
+            ``casme2-7class``, ``megc2019-3class``, ``casme3-7class``, ``casme3-4class``).
 
     Returns:
         The kept rows (index reset to 0..n-1) with ``label``. ``attrs["excluded"]`` lists the
@@ -412,8 +427,8 @@ def describe(cfg, subjects=None) -> str:
         return (f"synthetic CASME-II-shaped (seed {cfg.synthetic_seed}, amplitude "
                 f"{cfg.synthetic_amplitude} px at 128 px, {cfg.synthetic_size} px frames{part})"
                 " - NOT real CASME II")
-    return {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC-E (HS)"}[cfg.dataset] + \
-        f" ({cfg.root})"
+    return {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC-E (HS)",
+            "casme3": "CAS(ME)^3 Part A"}[cfg.dataset] + f" ({cfg.root})"
 
 
 def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool = True):
