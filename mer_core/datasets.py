@@ -7,7 +7,11 @@ against the frames on disk (:mod:`mer_core.images`):
   ``casme3``, whose sheets :mod:`mer_core.smic` and :mod:`mer_core.casme3` parse) into the index
   DataFrame (columns :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the
   CASME II frame folder.
-* :func:`apply_protocol` keeps the clips of a class protocol and adds ``label``.
+* :func:`combine` stacks several datasets' indexes (the MEGC 2019 composite; subjects stay
+  distinct) and :func:`dataset_of` names a sample id's dataset (both from
+  :mod:`mer_core.composite`).
+* :func:`apply_protocol` keeps the clips of a class protocol and adds ``label``; with
+  ``clips=`` the official composite list is the clip and label source, checked against the sheets.
 * :func:`loso_folds` gives the leave-one-subject-out splits.
 * :func:`build_index` is the ``data`` stage: generate (synthetic), load, apply the protocol and
   write ``data/index.csv``, ``data/excluded.csv`` and ``data/dataset.json``.
@@ -37,7 +41,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core import casme3, handover, smic, vocab
+from mer_core import casme3, composite, handover, smic, vocab
+from mer_core.composite import combine, dataset_of  # noqa: F401  (the datasets API)
 from mer_core.handover import INDEX_COLUMNS
 from mer_core.images import FRAME_NUMBER, decodes, frame_paths, image_problem
 from mer_core.sheets import (CASME2_SHEET_GLOB, SAMM_SHEET_NAME, SAMM_WORKSHEET, parse_rows,
@@ -325,24 +330,45 @@ def exclusion_summary(df: pd.DataFrame) -> pd.DataFrame:
 # Protocols
 # ---------------------------------------------------------------------------------------------
 
-def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
+def apply_protocol(index: pd.DataFrame, protocol: str,
+                   clips: str | Path | None = None) -> pd.DataFrame:
     """Keep the clips of ``protocol`` and add its class name as ``label``.
 
+    Without ``clips`` the sheet decides: each row's emotion is mapped to a class (the map is
+    chosen per row by ``dataset``) and the protocol's ``drop_clips`` are left out (megc2019-3class
+    drops CASME II sub04/EP12_01f and sub05/EP09_05f, as the MEGC 2019 composite does).
+
+    With ``clips`` (the official MEGC 2019 composite list, a headerless CSV
+    ``dataset,subject,clip,label``; :func:`mer_core.composite.read_clip_list`) the list is the
+    clip and label source, checked against the sheets (:func:`mer_core.composite.apply_clip_list`):
+    a listed clip that the index holds is kept with the list's label; every disagreement is
+    recorded in ``attrs["list_report"]`` (records ``{"sample_id", "line", "what"}``, ``line`` =
+    the list's line or None; :func:`mer_core.composite.list_report`): a listed clip with no
+    sheet row of its own (a SMIC-E second segment is named when ``attrs["segments"]`` holds
+    it) or excluded before (missing frames), a label differing from the sheet's (the list's
+    wins), a clip of the protocol not in the list (excluded, reason "not in the composite
+    list"). Listed rows of a dataset the index does not hold are counted, not reported one by
+    one, so one list serves each dataset and the stack.
+
     Args:
-        index: a :func:`load_index` result (several datasets may be concatenated: the emotion
-            map is chosen per row by ``dataset``).
+        index: a :func:`load_index` result, or several datasets stacked with :func:`combine`.
         protocol: a :data:`mer_core.vocab.PROTOCOLS` name (``casme2-5class``,
             ``casme2-7class``, ``megc2019-3class``, ``casme3-7class``, ``casme3-4class``).
+        clips: the official clip list (path), or None.
 
     Returns:
-        The kept rows (index reset to 0..n-1) with ``label``. ``attrs["excluded"]`` lists the
-        input's exclusions followed by every clip this protocol drops, with the reason.
+        The kept rows (index reset to 0..n-1, every input column kept, ``dataset`` included, so
+        results can be grouped per dataset) with ``label``. ``attrs["excluded"]`` lists the
+        input's exclusions followed by every clip this protocol (or list) drops, with the
+        reason; with ``clips``, also ``attrs["clip_list"]`` (the path) and
+        ``attrs["list_report"]``.
 
     Raises:
         ValueError: unknown protocol, a dataset the protocol does not cover (e.g.
-            casme2-5class on SAMM or SMIC-E; the message lists the protocols that apply), or
-            an emotion the protocol does not know (a typo in the sheet is never dropped
-            silently).
+            casme2-5class on SAMM or SMIC-E; the message lists the protocols that apply), an
+            emotion the protocol does not know (a typo in the sheet is never dropped
+            silently), or a malformed clip list (the file, the line and what was expected).
+        FileNotFoundError: ``clips`` does not exist.
     """
     labels = vocab.protocol_labels(protocol)
     spec = vocab.PROTOCOLS[protocol]
@@ -353,35 +379,46 @@ def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
         raise ValueError(f"protocol {protocol!r} does not apply to dataset(s) "
                          f"{', '.join(unfit)}; it covers {', '.join(spec['maps'])}; the "
                          f"protocols that apply: {fits}")
-    keep, label, dropped, unknown = [], [], [], []
+    sheet_label, sheet_reason, unknown = [], [], []
     for row in index.itertuples(index=False):
         mapping = spec["maps"][row.dataset]
         if (row.subject, row.clip) in spec["drop_clips"].get(row.dataset, set()):
-            dropped.append({"sample_id": row.sample_id,
-                            "reason": f"on the MEGC 2019 exclusion list ({protocol})"})
-            keep.append(False)
+            sheet_label.append(None)
+            sheet_reason.append(f"on the MEGC 2019 exclusion list ({protocol})")
         elif row.emotion not in mapping:
             unknown.append(f"{row.sample_id} ({row.emotion!r})")
-            keep.append(False)
+            sheet_label.append(None)
+            sheet_reason.append(None)
         elif mapping[row.emotion] is None:
-            dropped.append({"sample_id": row.sample_id,
-                            "reason": f"emotion {row.emotion} is not a class of {protocol}"})
-            keep.append(False)
+            sheet_label.append(None)
+            sheet_reason.append(f"emotion {row.emotion} is not a class of {protocol}")
         else:
-            label.append(mapping[row.emotion])
-            keep.append(True)
+            sheet_label.append(mapping[row.emotion])
+            sheet_reason.append(None)
     if unknown:
         known = sorted({e for d in datasets for e in spec["maps"][d]})
         raise ValueError(f"protocol {protocol!r}: {len(unknown)} clip(s) have an emotion it "
                          f"does not know: {', '.join(unknown[:5])}"
                          f"{' ...' if len(unknown) > 5 else ''}; known: {', '.join(known)}")
-    out = index.loc[np.asarray(keep, dtype=bool)].reset_index(drop=True)
-    out["label"] = pd.Series(label, dtype="str")
+    extra = {}
+    if clips is None:
+        final = sheet_label
+        dropped = [{"sample_id": sid, "reason": why}
+                   for sid, lab, why in zip(index["sample_id"], sheet_label, sheet_reason)
+                   if lab is None]
+    else:
+        final, dropped, report = composite.apply_clip_list(index, clips, labels, sheet_label,
+                                                           sheet_reason)
+        extra = {"clip_list": str(clips), "list_report": report}
+    keep = np.asarray([lab is not None for lab in final], dtype=bool)
+    out = index.loc[keep].reset_index(drop=True)
+    out["label"] = pd.Series([lab for lab in final if lab is not None], dtype="str")
     assert set(out["label"]) <= set(labels)
     out.attrs = {**index.attrs, "protocol": protocol, "labels": labels,
-                 "excluded": list(index.attrs.get("excluded", [])) + dropped}
-    logger.info("%s: kept %d of %d clips; dropped %d", protocol, len(out), len(index),
-                len(dropped))
+                 "excluded": list(index.attrs.get("excluded", [])) + dropped, **extra}
+    logger.info("%s: kept %d of %d clips; dropped %d%s", protocol, len(out), len(index),
+                len(dropped), f"; {len(extra['list_report'])} list disagreement(s)"
+                if extra else "")
     return out
 
 
@@ -398,7 +435,8 @@ def loso_folds(index: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Leave-one-subject-out folds.
 
     Args:
-        index: an index with a ``subject`` column.
+        index: an index with a ``subject`` column (a :func:`combine` result too: its subject ids
+            are distinct across datasets, so a fold holds one dataset's person).
 
     Returns:
         One ``(test_subject, train_rows, test_rows)`` per subject, sorted by subject name.
@@ -406,8 +444,16 @@ def loso_folds(index: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
         rows of the ``data/frames`` arrays. A subject is never on both sides.
 
     Raises:
-        ValueError: fewer than two subjects.
+        ValueError: fewer than two subjects; a subject id under two datasets (an index stacked
+            without :func:`combine`: two people would share a fold).
     """
+    if "dataset" in index.columns:
+        owners = index.groupby(index["subject"].astype(str))["dataset"].unique()
+        shared = {s: d for s, d in owners.items() if len(d) > 1}
+        if shared:
+            s, d = next(iter(shared.items()))
+            raise ValueError(f"LOSO: subject {s!r} appears in datasets {d[0]!r} and {d[1]!r} "
+                             "(stack datasets with combine(), which keeps subjects distinct)")
     subjects = index["subject"].astype(str).to_numpy()
     names = sorted(set(subjects))
     if len(names) < 2:
