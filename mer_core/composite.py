@@ -361,6 +361,9 @@ def _segment_hint(row: ListRow, segments: list[dict]) -> str:
 
 def list_report(df: pd.DataFrame) -> pd.DataFrame:
     """The disagreements between the composite list and the sheets (``attrs["list_report"]``),
-    columns ``sample_id``, ``line``, ``what``; empty without a list."""
-    return pd.DataFrame(list(df.attrs.get("list_report", [])),
-                        columns=["sample_id", "line", "what"])
+    columns ``sample_id``, ``line`` (nullable Int64: NA when the record is not about a list
+    line), ``what``; empty without a list."""
+    out = pd.DataFrame(list(df.attrs.get("list_report", [])),
+                       columns=["sample_id", "line", "what"])
+    out["line"] = out["line"].astype("Int64")
+    return out
