@@ -194,6 +194,19 @@ def test_same_seed_gives_byte_identical_stand_ins(tmp_path, samm_root, smic_root
     assert st.stream_seed(0, "samm") not in (0, st.stream_seed(0, "smic"))
 
 
+def test_subset_holds_the_same_clips_and_a_complete_set_is_skipped(tmp_path, samm_root):
+    one = st.generate_samm(tmp_path / "one", size=32, subjects=["019"], progress=False,
+                           workers=1)
+    h1, h0 = hashes(one / "019"), hashes(samm_root / "019")
+    assert h1 and h1 == h0
+    stamp = one / st.STAMP_NAME
+    mtime = stamp.stat().st_mtime_ns
+    st.generate_samm(one, size=32, subjects=["019"], progress=False, workers=1)
+    assert stamp.stat().st_mtime_ns == mtime  # complete, same parameters: untouched
+    st.generate_samm(one, size=16, subjects=["019"], progress=False, workers=1)
+    assert '"size": 16' in stamp.read_text()
+
+
 def test_refuses_foreign_folders_and_unknown_subjects(tmp_path):
     foreign = tmp_path / "mine"
     foreign.mkdir()
