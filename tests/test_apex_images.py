@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import cv2
 import numpy as np
+import pandas as pd
 import pytest
 
-from mer_core import apex_images as AI, datasets as ds, images, vocab
+from mer_core import apex_images as AI, apex_stage, datasets as ds, images, vocab
 from mer_core.handover import INDEX_COLUMNS
 
 # The MEGC composite list as published: headerless, CRLF, SAMM subjects unpadded.
@@ -189,3 +190,15 @@ def test_candidate_names():
     assert {"s01_s1_ne_01", "s1_s1_ne_01", "s01_ne_01", "s01_s01_ne_01"} <= smic
     assert AI.subject_id("casme3", "spNO.1") == "spNO001"
     assert AI.subject_id("mmew", "S01") == "mmew_S01" and AI.subject_id("", "S01") == "S01"
+
+
+def test_stages_needing_sequences_say_this_input_has_none(composite):
+    df = ds.load_index("apex_images", composite, labels="labels.csv")
+    assert AI.is_single_frame(df)
+    plain = pd.DataFrame(df).copy()
+    plain.attrs = {}
+    assert AI.is_single_frame(plain)   # after a CSV round trip: the dataset column says so
+    with pytest.raises(AI.SingleFrameError, match="no sequence"):
+        apex_stage.build_apex_stage(df, {"dataset": "apex_images", "fps": 200}, object())
+    with pytest.raises(AI.SingleFrameError, match="frame sequences"):
+        apex_stage.clip_curves(df.iloc[0], {"dataset": "apex_images"}, ["frame_diff"])
