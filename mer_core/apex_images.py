@@ -35,8 +35,9 @@ about each of its traits:
   is excluded with the reason (``strict=False``); every image without a line is listed in
   ``unmatched_images`` (absolute paths) and logged, never dropped silently.
 * A clip is the image alone: ``onset = apex = offset = 0``, ``apex_note``
-  :data:`APEX_NOTE`, ``aus`` ``""``, ``frames_dir`` the folder holding the image and the
-  optional column ``image`` its absolute path. Frame numbers do **not** apply: the image's name
+  :data:`APEX_NOTE`, ``aus`` ``""``, ``frames_dir`` the folder holding the image (as relative
+  or absolute as ``root``, like every reader's) and the optional column ``image`` its absolute
+  path. Frame numbers do **not** apply: the image's name
   may end in digits (``s01_s1_ne_01.jpg``) that are no frame number, so nothing may look it up
   with :func:`mer_core.images.frame_paths`; read ``image``.
 * ``attrs`` says ``single_frame`` True and ``apex_annotated`` True (the image is the apex, by
@@ -331,7 +332,7 @@ def read(root: Path, labels, strict: bool = True, validate: bool = True):
                 continue
         records.append({
             "sample_id": sid, "dataset": NAME, "subject": row["subject"], "clip": row["clip"],
-            "frames_dir": str(image.parent), "onset": 0, "apex": 0, "offset": 0,
+            "frames_dir": str(root), "onset": 0, "apex": 0, "offset": 0,
             "emotion": row["label"], "aus": "", "apex_note": APEX_NOTE, "image": str(image),
             "source_dataset": row["dataset"], "line": row["line"]})
     if strict and missing:
