@@ -4,7 +4,8 @@ One row per clip, read from the official coding sheet (:mod:`mer_core.sheets`) a
 against the frames on disk (:mod:`mer_core.images`):
 
 * :func:`load_index` reads a dataset (``synthetic``, ``casme2``, ``samm``, ``smic`` or
-  ``casme3``, whose sheets :mod:`mer_core.smic` and :mod:`mer_core.casme3` parse) into the index
+  ``casme3``, whose sheets :mod:`mer_core.smic` and :mod:`mer_core.casme3` parse; or a prepared
+  ``apex_images`` set, :mod:`mer_core.apex_images`) into the index
   DataFrame (columns :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the
   CASME II frame folder.
 * :func:`combine` stacks several datasets' indexes (the MEGC 2019 composite; subjects stay
@@ -41,7 +42,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core import casme3, composite, handover, smic, vocab
+from mer_core import apex_images, casme3, composite, handover, smic, vocab
 from mer_core.composite import combine, dataset_of  # noqa: F401  (the datasets API)
 from mer_core.handover import INDEX_COLUMNS
 from mer_core.images import FRAME_NUMBER, decodes, frame_paths, image_problem
@@ -110,10 +111,18 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
 
     Args:
         name: ``"synthetic"`` (the generated CASME-II-shaped set, read with the CASME II reader),
-            ``"casme2"``, ``"samm"``, ``"smic"`` (SMIC-E, one band; :mod:`mer_core.smic`) or
-            ``"casme3"`` (CAS(ME)^3 Part A; its decisions are in :mod:`mer_core.casme3`).
-        root: the dataset root folder.
+            ``"casme2"``, ``"samm"``, ``"smic"`` (SMIC-E, one band; :mod:`mer_core.smic`),
+            ``"casme3"`` (CAS(ME)^3 Part A; its decisions are in :mod:`mer_core.casme3`) or
+            ``"apex_images"`` (a prepared set: one face image per clip and a label list; its
+            decisions are in :mod:`mer_core.apex_images`).
+        root: the dataset root folder (``apex_images``: the folder of images).
         **options:
+            labels (str | Path): ``apex_images`` only, and required there (``sheet`` is
+                accepted as its synonym, so the data stage's ``data.sheet`` names it): the
+                label list, ``dataset,subject,clip,label`` (the MEGC composite CSV,
+                headerless) or ``subject,clip,label`` (header optional). A relative path is
+                tried against the working directory, then ``root``. ``apex_images`` takes only
+                ``labels``/``sheet``, ``strict`` and ``validate_frames``.
             sheet (str | Path | None): the coding sheet; default: the official name under
                 ``root`` (``CASME2-coding-*.xlsx`` / ``SAMM_Micro_FACS_Codes_v2.xlsx`` /
                 ``SMIC-HS-E_annotation.xlsx`` / ``cas(me)3_part_A_ME_label_JpgIndex*.xlsx``),
@@ -126,8 +135,11 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
                 whose onset/offset is not a frame number) is an error; False: it is dropped
                 and listed in ``attrs["excluded"]``. CAS(ME)^3: a sheet row with offset 0 or
                 onset after offset is always excluded and listed (the official sheet has them).
+                ``apex_images``: a listed clip without an image (or with an unreadable one)
+                is an error naming it and its line, or with False excluded with the reason.
             validate_frames (bool): default True: check that frames onset..offset exist, are
-                whole (:func:`mer_core.images.image_problem`) and decode.
+                whole (:func:`mer_core.images.image_problem`) and decode. ``apex_images``:
+                that every matched image is whole and decodes (names are matched either way).
             layout (str): CASME II / synthetic only; see :func:`casme2_layout` (default
                 ``"auto"``: ``Cropped`` preferred over ``CASME2_RAW_selected``).
             image_pattern (str): SAMM: frame file name inside
@@ -159,10 +171,19 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
         (``{"sample_id", "what"}``: garbage extra segments, file names disagreeing with the
         Emotion cell) and segments (valid 2nd/3rd segments of a row, not clips).
         CAS(ME)^3 adds ``subject_codes`` (``spNO001`` -> ``spNO.1``).
+        ``apex_images``: ``onset = apex = offset = 0`` (the clip is the image; its name's digits
+        are no frame number), ``apex_note`` "single prepared apex image", ``dataset``
+        ``apex_images``, + ``source_dataset`` (the list's dataset, ``""`` for three columns)
+        and ``image`` (absolute path); attrs ``sheet`` and ``labels_file`` (the list),
+        ``single_frame`` True, ``apex_annotated`` True, ``aligned`` False,
+        ``unmatched_images`` (absolute paths of images no line names).
 
     Raises:
-        ValueError: unknown dataset name or option.
-        FileNotFoundError: missing root, sheet or (strict) frames.
+        ValueError: unknown dataset name or option (``apex_images``: no ``labels``).
+        FileNotFoundError: missing root, sheet or (strict) frames (``apex_images``: label list,
+            or an image of a listed clip).
+        mer_core.apex_images.ListError: a label list line of the wrong shape, a repeated clip,
+            two images for one clip (names the file and the line).
         mer_core.sheets.SheetError: missing columns, non-numeric onset/offset, onset > offset,
             duplicate (subject, filename) keys (CAS(ME)^3: (subject, task, onset); SMIC-E: also
             a formula without a cached value; with strict=False such a SMIC-E row is skipped
@@ -171,11 +192,15 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
     if name not in vocab.DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(vocab.DATASETS)}")
     known = {"sheet", "worksheet", "strict", "validate_frames", "layout", "image_pattern",
-             "band", "folder_pattern"}
+             "band", "folder_pattern", "labels"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"load_index: unknown option(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(sorted(known))}")
+    if name == "apex_images":
+        return _load_apex_images(root, options)
+    if "labels" in options:
+        raise ValueError("load_index: option 'labels' is for apex_images only")
     if name in ("samm", "smic", "casme3") and "layout" in options:
         raise ValueError(f"load_index: option 'layout' is for CASME II; {name} uses "
                          + ("folder_pattern" if name == "smic" else "image_pattern"))
@@ -243,6 +268,36 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
                      "worksheet": ws, "layout": layout, "aligned": bool(aligned),
                      "excluded": dropped, **extra})
     logger.info("%s: %d clips from %s (%d excluded)", name, len(df), sheet.name, len(dropped))
+    return df
+
+
+def _load_apex_images(root, options: dict) -> pd.DataFrame:
+    """The ``apex_images`` branch of :func:`load_index` (reader: :mod:`mer_core.apex_images`)."""
+    name = apex_images.NAME
+    wrong = sorted(set(options) - {"labels", "sheet", "strict", "validate_frames"})
+    if wrong:
+        raise ValueError(f"load_index: option(s) {', '.join(wrong)} do not apply to {name} "
+                         "(valid: labels (or sheet), strict, validate_frames)")
+    if options.get("labels") and options.get("sheet") and \
+            Path(options["labels"]) != Path(options["sheet"]):
+        raise ValueError(f"load_index: {name} takes one label list; got labels="
+                         f"{options['labels']!r} and sheet={options['sheet']!r}")
+    root = Path(os.path.normpath(Path(root).expanduser()))
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: {name} image folder not found")
+    records, dropped, labels, unmatched = apex_images.read(
+        root, options.get("labels") or options.get("sheet"),
+        strict=bool(options.get("strict", True)),
+        validate=bool(options.get("validate_frames", True)))
+    df = _to_frame(records)
+    for column in ("source_dataset", "image"):
+        df[column] = pd.Series([r[column] for r in records], dtype="str")
+    df.attrs.update({"dataset": name, "root": str(root), "sheet": str(labels),
+                     "labels_file": str(labels), "worksheet": None, "layout": name,
+                     "aligned": False, "apex_annotated": True, "single_frame": True,
+                     "excluded": dropped, "unmatched_images": unmatched})
+    logger.info("%s: %d clips from %s (%d excluded, %d images without a line)", name, len(df),
+                labels.name, len(dropped), len(unmatched))
     return df
 
 
@@ -474,7 +529,8 @@ def describe(cfg, subjects=None) -> str:
                 f"{cfg.synthetic_amplitude} px at 128 px, {cfg.synthetic_size} px frames{part})"
                 " - NOT real CASME II")
     return {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC-E (HS)",
-            "casme3": "CAS(ME)^3 Part A"}[cfg.dataset] + f" ({cfg.root})"
+            "casme3": "CAS(ME)^3 Part A",
+            "apex_images": "prepared apex images"}[cfg.dataset] + f" ({cfg.root})"
 
 
 def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool = True):
