@@ -35,8 +35,10 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def _images(n: int, cfg: config.TrainConfig) -> int:
-    """Training images of one training on ``n`` images (full batches, as fold.fit_fold)."""
-    return max(1, n // cfg.batch_size) * cfg.batch_size * cfg.epochs
+    """Training images of one training on ``n`` images (full batches only, as fold.fit_fold;
+    a set smaller than one batch is one batch of its own size)."""
+    per_epoch = n // cfg.batch_size * cfg.batch_size if n >= cfg.batch_size else n
+    return per_epoch * cfg.epochs
 
 
 def count(params: config.Params, subjects: list[str]) -> dict:

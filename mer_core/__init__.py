@@ -4,7 +4,8 @@ Modules, in data-flow order (one job each; README "Where things are" maps them t
 
 - names and settings: ``vocab`` (every choice a user can make), ``config`` (params.yaml);
 - data stage: ``sheets`` (coding sheets), ``images`` (frame files), ``datasets`` (the index,
-  protocols, folds), ``synthetic`` and ``synthetic_faces`` (the synthetic set), ``card``;
+  protocols, folds), ``synthetic`` and ``synthetic_faces`` (the synthetic set),
+  ``synthetic_standins`` (synthetic SAMM- and SMIC-E-shaped stand-ins), ``card``;
 - apex stage: ``apex`` (spotters), ``apex_scores`` (scores, per-fold spotter), ``faces`` (face
   crop), ``apex_stage`` (frame caches), ``apex_figures``;
 - train stage: ``models``, ``losses``, ``machine`` (device, precision), ``fold`` (one fold),

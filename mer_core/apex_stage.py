@@ -71,7 +71,7 @@ import numpy as np
 import pandas as pd
 
 from mer_core import apex as apex_mod
-from mer_core import apex_scores, frame_cache, handover, io, motion, vocab
+from mer_core import apex_images, apex_scores, frame_cache, handover, io, motion, vocab
 from mer_core.faces import FaceNotFoundWarning, crop, face_box
 from mer_core.images import frame_paths, read_frames
 
@@ -250,7 +250,11 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     Raises:
         ClipReadError: strict mode, a clip's frames are missing or unreadable.
         ValueError: an empty index, or no clip left.
+        mer_core.apex_images.SingleFrameError: the index is a prepared apex-image set (one
+            image per clip): it has no sequence to spot in or to cut frames from.
     """
+    apex_images.require_sequences(index, dataset_info, "the apex stage (spotters, onset / "
+                                  "middle / random frames, motion images, LBP-TOP clips)")
     t0 = time.perf_counter()
     methods = list(apex_cfg.method_list)
     if not methods:
@@ -376,7 +380,12 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
 
 
 def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> dict:
-    """Curves of one index row (for plots): ``{"frames": numbers, method: curve, ...}``."""
+    """Curves of one index row (for plots): ``{"frames": numbers, method: curve, ...}``.
+
+    Raises:
+        mer_core.apex_images.SingleFrameError: a prepared apex image (no sequence).
+    """
+    apex_images.require_sequences(pd.DataFrame([dict(row)]), dataset_info, "clip_curves")
     opts = dict(options)
     if apex_cfg is not None:
         opts.setdefault("smooth", int(apex_cfg.smooth))

@@ -1,11 +1,18 @@
-"""Sample index of CASME II, SAMM and the synthetic CASME-II-shaped set.
+"""Sample index of CASME II, SAMM, SMIC-E, CAS(ME)^3 Part A and the synthetic CASME-II-shaped set.
 
 One row per clip, read from the official coding sheet (:mod:`mer_core.sheets`) and checked
 against the frames on disk (:mod:`mer_core.images`):
 
-* :func:`load_index` reads a dataset (``synthetic``, ``casme2`` or ``samm``) into the index
-  DataFrame (columns :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the CASME II frame folder.
-* :func:`apply_protocol` keeps the clips of a class protocol and adds ``label``.
+* :func:`load_index` reads a dataset (``synthetic``, ``casme2``, ``samm``, ``smic`` or
+  ``casme3``, whose sheets :mod:`mer_core.smic` and :mod:`mer_core.casme3` parse; or a prepared
+  ``apex_images`` set, :mod:`mer_core.apex_images`) into the index
+  DataFrame (columns :data:`mer_core.handover.INDEX_COLUMNS`); :func:`casme2_layout` finds the
+  CASME II frame folder.
+* :func:`combine` stacks several datasets' indexes (the MEGC 2019 composite; subjects stay
+  distinct) and :func:`dataset_of` names a sample id's dataset (both from
+  :mod:`mer_core.composite`).
+* :func:`apply_protocol` keeps the clips of a class protocol and adds ``label``; with
+  ``clips=`` the official composite list is the clip and label source, checked against the sheets.
 * :func:`loso_folds` gives the leave-one-subject-out splits.
 * :func:`build_index` is the ``data`` stage: generate (synthetic), load, apply the protocol and
   write ``data/index.csv``, ``data/excluded.csv`` and ``data/dataset.json``.
@@ -22,8 +29,9 @@ Decisions shared by every stage:
   ``{"sample_id", "reason"}``); :func:`excluded` returns them as a DataFrame and
   :func:`exclusion_summary` counts them. :func:`apply_protocol` carries the exclusions of its
   input forward, so its result lists every clip lost since the sheet.
-* ``df.attrs`` also holds ``dataset``, ``root``, ``sheet``, ``layout`` and ``aligned`` (True for
-  the aligned CASME II ``Cropped`` release and the synthetic set: frames are already face crops).
+* ``df.attrs`` also holds ``dataset``, ``root``, ``sheet``, ``layout``, ``aligned`` (True for
+  the aligned CASME II ``Cropped`` release and the synthetic set: frames are already face crops)
+  and ``apex_annotated`` (False for SMIC-E, which has no apex column).
 """
 from __future__ import annotations
 
@@ -34,7 +42,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from mer_core import handover, vocab
+from mer_core import apex_images, casme3, composite, handover, smic, vocab
+from mer_core.composite import combine, dataset_of  # noqa: F401  (the datasets API)
 from mer_core.handover import INDEX_COLUMNS
 from mer_core.images import FRAME_NUMBER, decodes, frame_paths, image_problem
 from mer_core.sheets import (CASME2_SHEET_GLOB, SAMM_SHEET_NAME, SAMM_WORKSHEET, parse_rows,
@@ -102,56 +111,126 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
 
     Args:
         name: ``"synthetic"`` (the generated CASME-II-shaped set, read with the CASME II reader),
-            ``"casme2"`` or ``"samm"``.
-        root: the dataset root folder.
+            ``"casme2"``, ``"samm"``, ``"smic"`` (SMIC-E, one band; :mod:`mer_core.smic`),
+            ``"casme3"`` (CAS(ME)^3 Part A; its decisions are in :mod:`mer_core.casme3`) or
+            ``"apex_images"`` (a prepared set: one face image per clip and a label list; its
+            decisions are in :mod:`mer_core.apex_images`).
+        root: the dataset root folder (``apex_images``: the folder of images).
         **options:
+            labels (str | Path): ``apex_images`` only, and required there (``sheet`` is
+                accepted as its synonym, so the data stage's ``data.sheet`` names it): the
+                label list, ``dataset,subject,clip,label`` (the MEGC composite CSV,
+                headerless) or ``subject,clip,label`` (header optional). A relative path is
+                tried against the working directory, then ``root``. ``apex_images`` takes only
+                ``labels``/``sheet``, ``strict`` and ``validate_frames``.
             sheet (str | Path | None): the coding sheet; default: the official name under
-                ``root`` (``CASME2-coding-*.xlsx`` / ``SAMM_Micro_FACS_Codes_v2.xlsx``), also one
-                folder below. A relative path is tried against the working directory, then
-                ``root``.
+                ``root`` (``CASME2-coding-*.xlsx`` / ``SAMM_Micro_FACS_Codes_v2.xlsx`` /
+                ``SMIC-HS-E_annotation.xlsx`` / ``cas(me)3_part_A_ME_label_JpgIndex*.xlsx``),
+                also one folder below. A relative path is tried against the working directory,
+                then ``root``.
             worksheet (str | None): default ``Sheet1`` (else the first one) for CASME II,
-                ``MICRO_ONLY`` for SAMM.
-            strict (bool): default True: a clip with missing frames is an error; False: it is
-                dropped and listed in ``attrs["excluded"]``.
+                ``MICRO_ONLY`` for SAMM, the band (``HS`` / ``VIS``) for SMIC-E, ``label`` for
+                CAS(ME)^3.
+            strict (bool): default True: a clip with missing frames (SMIC-E: also a sheet row
+                whose onset/offset is not a frame number) is an error; False: it is dropped
+                and listed in ``attrs["excluded"]``. CAS(ME)^3: a sheet row with offset 0 or
+                onset after offset is always excluded and listed (the official sheet has them).
+                ``apex_images``: a listed clip without an image (or with an unreadable one)
+                is an error naming it and its line, or with False excluded with the reason.
             validate_frames (bool): default True: check that frames onset..offset exist, are
-                whole (:func:`mer_core.images.image_problem`) and decode.
+                whole (:func:`mer_core.images.image_problem`) and decode. ``apex_images``:
+                that every matched image is whole and decodes (names are matched either way).
             layout (str): CASME II / synthetic only; see :func:`casme2_layout` (default
                 ``"auto"``: ``Cropped`` preferred over ``CASME2_RAW_selected``).
-            image_pattern (str): SAMM only; frame file name inside
+            image_pattern (str): SAMM: frame file name inside
                 ``<root>/<subject>/<Filename>/``, default ``"{subject}_{frame:05d}.jpg"``
                 (fields ``subject`` = sheet code such as ``006``, ``frame``, ``filename``).
+                SMIC-E: unchecked by default (any ``image<N>.bmp``); when given, e.g.
+                ``"image{frame:07d}.bmp"``, every frame must be named so (``subject`` =
+                ``s01``, ``filename`` = the sheet's name).
+            band (str): SMIC-E only: ``"HS"`` (default, 100 fps) or ``"VIS"`` (25 fps).
+            folder_pattern (str | list[str]): SMIC-E only: the clip folder below ``root``, or
+                several tried in order; default :data:`mer_core.smic.FOLDER_PATTERNS`
+                (``<band>/<subject>/`` with the sheet's name or the padded key, with ``s01``
+                or ``s1``, then ``<subject>/``); fields ``band``, ``subject`` (``s01``),
+                ``subject_no``, ``filename`` (``s1_ne_01``), ``clip`` (``s01_ne_01``).
+
+                CAS(ME)^3: the frame file below ``root``, default
+                ``"{subject}/{task}/color/{frame}.jpg"`` (fields ``subject`` = sheet code such
+                as ``spNO.1``, ``task`` = lower-cased Filename, ``filename``, ``frame``).
 
     Returns:
-        DataFrame with :data:`mer_core.handover.INDEX_COLUMNS` (+ ``objective_class`` when the sheet has it), in sheet
-        order, index 0..n-1. ``onset``/``offset`` are int64, ``apex`` is nullable Int64 (NA when
-        missing or outside onset..offset; ``apex_note`` says why, else ``""``), ``frames_dir``
-        is absolute. ``attrs``: dataset, root, sheet, layout, aligned, excluded (records
-        ``{"sample_id", "reason"}``; see :func:`excluded`).
+        DataFrame with :data:`mer_core.handover.INDEX_COLUMNS` (+ ``objective_class`` when the
+        sheet has it, + ``clip_on_disk`` for SMIC-E: the sheet's unpadded name, while ``clip``
+        is the padded MEGC key), in sheet order, index 0..n-1. ``onset``/``offset`` are int64,
+        ``apex`` is nullable Int64 (NA when missing or outside onset..offset; ``apex_note``
+        says why, else ``""``), ``frames_dir`` is absolute. ``attrs``: dataset, root, sheet,
+        layout, aligned, apex_annotated (False for SMIC-E: ``apex`` is NA, ``apex_note`` "not
+        annotated"), excluded (records ``{"sample_id", "reason"}``; see :func:`excluded`).
+        SMIC-E adds band, fps, flags
+        (``{"sample_id", "what"}``: garbage extra segments, file names disagreeing with the
+        Emotion cell) and segments (valid 2nd/3rd segments of a row, not clips).
+        CAS(ME)^3 adds ``subject_codes`` (``spNO001`` -> ``spNO.1``).
+        ``apex_images``: ``onset = apex = offset = 0`` (the clip is the image; its name's digits
+        are no frame number), ``apex_note`` "single prepared apex image", ``dataset``
+        ``apex_images``, + ``source_dataset`` (the list's dataset, ``""`` for three columns)
+        and ``image`` (absolute path); attrs ``sheet`` and ``labels_file`` (the list),
+        ``single_frame`` True, ``apex_annotated`` True, ``aligned`` False,
+        ``unmatched_images`` (absolute paths of images no line names).
 
     Raises:
-        ValueError: unknown dataset name or option.
-        FileNotFoundError: missing root, sheet or (strict) frames.
+        ValueError: unknown dataset name or option (``apex_images``: no ``labels``).
+        FileNotFoundError: missing root, sheet or (strict) frames (``apex_images``: label list,
+            or an image of a listed clip).
+        mer_core.apex_images.ListError: a label list line of the wrong shape, a repeated clip,
+            two images for one clip (names the file and the line).
         mer_core.sheets.SheetError: missing columns, non-numeric onset/offset, onset > offset,
-            duplicate (subject, filename) keys; the message names the file and the sheet row.
+            duplicate (subject, filename) keys (CAS(ME)^3: (subject, task, onset); SMIC-E: also
+            a formula without a cached value; with strict=False such a SMIC-E row is skipped
+            and listed in ``excluded``); the message names the file and the sheet row.
     """
     if name not in vocab.DATASETS:
         raise ValueError(f"unknown dataset {name!r}; expected one of {', '.join(vocab.DATASETS)}")
-    known = {"sheet", "worksheet", "strict", "validate_frames", "layout", "image_pattern"}
+    known = {"sheet", "worksheet", "strict", "validate_frames", "layout", "image_pattern",
+             "band", "folder_pattern", "labels"}
     unknown = sorted(set(options) - known)
     if unknown:
         raise ValueError(f"load_index: unknown option(s) {', '.join(unknown)}; "
                          f"valid: {', '.join(sorted(known))}")
-    if name == "samm" and "layout" in options:
-        raise ValueError("load_index: option 'layout' is for CASME II; SAMM uses image_pattern")
-    if name != "samm" and "image_pattern" in options:
-        raise ValueError("load_index: option 'image_pattern' is for SAMM only")
+    if name == "apex_images":
+        return _load_apex_images(root, options)
+    if "labels" in options:
+        raise ValueError("load_index: option 'labels' is for apex_images only")
+    if name in ("samm", "smic", "casme3") and "layout" in options:
+        raise ValueError(f"load_index: option 'layout' is for CASME II; {name} uses "
+                         + ("folder_pattern" if name == "smic" else "image_pattern"))
+    if name not in ("samm", "smic", "casme3") and "image_pattern" in options:
+        raise ValueError("load_index: option 'image_pattern' is for SAMM, SMIC-E and CAS(ME)^3 "
+                         "only")
+    if name != "smic" and {"band", "folder_pattern"} & set(options):
+        raise ValueError("load_index: options 'band' and 'folder_pattern' are for SMIC-E only")
     root = Path(os.path.normpath(Path(root).expanduser()))
     if not root.is_dir():
         raise FileNotFoundError(f"{root}: {name} dataset root not found")
     strict = bool(options.get("strict", True))
     validate = bool(options.get("validate_frames", True))
+    extra = {"apex_annotated": True, "excluded": []}
 
-    if name == "samm":
+    if name == "smic":
+        records, extra = smic.read_records(
+            root, **{k: options[k] for k in ("band", "sheet", "worksheet", "folder_pattern")
+                     if k in options}, strict=strict)
+        sheet, ws, layout, aligned = extra.pop("sheet"), extra.pop("worksheet"), \
+            extra.pop("layout"), False
+        if options.get("image_pattern"):
+            _check_pattern(options["image_pattern"])
+            for r in records:
+                r["expected"] = lambda n, r=r, p=options["image_pattern"]: p.format(
+                    subject=r["subject"], frame=n, filename=r["clip_on_disk"])
+    elif name == "casme3":
+        records, extra["excluded"], sheet, ws, codes = casme3.read(root, name, options, strict)
+        layout, aligned, extra["subject_codes"] = "casme3", False, codes
+    elif name == "samm":
         sheet = resolve_sheet(root, options.get("sheet"), SAMM_SHEET_NAME)
         rows, ws = read_sheet(sheet, options.get("worksheet") or SAMM_WORKSHEET, "samm")
         records = parse_rows(rows, sheet, "samm")
@@ -179,15 +258,46 @@ def load_index(name: str, root: str | Path, **options) -> pd.DataFrame:
         r["dataset"] = name
         r["sample_id"] = f"{name}/{r['subject']}/{r['clip']}"
 
-    dropped = []
+    dropped = extra.pop("excluded")
     if validate:
-        records, dropped = _validate_frames(records, strict, sheet)
+        records, missing = _validate_frames(records, strict, sheet)
+        dropped += missing
 
     df = _to_frame(records)
     df.attrs.update({"dataset": name, "root": str(root), "sheet": str(sheet),
                      "worksheet": ws, "layout": layout, "aligned": bool(aligned),
-                     "excluded": dropped})
+                     "excluded": dropped, **extra})
     logger.info("%s: %d clips from %s (%d excluded)", name, len(df), sheet.name, len(dropped))
+    return df
+
+
+def _load_apex_images(root, options: dict) -> pd.DataFrame:
+    """The ``apex_images`` branch of :func:`load_index` (reader: :mod:`mer_core.apex_images`)."""
+    name = apex_images.NAME
+    wrong = sorted(set(options) - {"labels", "sheet", "strict", "validate_frames"})
+    if wrong:
+        raise ValueError(f"load_index: option(s) {', '.join(wrong)} do not apply to {name} "
+                         "(valid: labels (or sheet), strict, validate_frames)")
+    if options.get("labels") and options.get("sheet") and \
+            Path(options["labels"]) != Path(options["sheet"]):
+        raise ValueError(f"load_index: {name} takes one label list; got labels="
+                         f"{options['labels']!r} and sheet={options['sheet']!r}")
+    root = Path(os.path.normpath(Path(root).expanduser()))
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: {name} image folder not found")
+    records, dropped, labels, unmatched = apex_images.read(
+        root, options.get("labels") or options.get("sheet"),
+        strict=bool(options.get("strict", True)),
+        validate=bool(options.get("validate_frames", True)))
+    df = _to_frame(records)
+    for column in ("source_dataset", "image"):
+        df[column] = pd.Series([r[column] for r in records], dtype="str")
+    df.attrs.update({"dataset": name, "root": str(root), "sheet": str(labels),
+                     "labels_file": str(labels), "worksheet": None, "layout": name,
+                     "aligned": False, "apex_annotated": True, "single_frame": True,
+                     "excluded": dropped, "unmatched_images": unmatched})
+    logger.info("%s: %d clips from %s (%d excluded, %d images without a line)", name, len(df),
+                labels.name, len(dropped), len(unmatched))
     return df
 
 
@@ -241,7 +351,7 @@ def _validate_frames(records: list[dict], strict: bool, sheet: Path):
 
 
 def _to_frame(records: list[dict]) -> pd.DataFrame:
-    extra = ["objective_class"] if records and "objective_class" in records[0] else []
+    extra = [c for c in ("objective_class", "clip_on_disk") if records and c in records[0]]
     df = pd.DataFrame({c: [r.get(c) for r in records] for c in INDEX_COLUMNS + extra})
     if df.empty:
         df = pd.DataFrame({c: pd.Series([], dtype="str") for c in INDEX_COLUMNS + extra})
@@ -275,61 +385,101 @@ def exclusion_summary(df: pd.DataFrame) -> pd.DataFrame:
 # Protocols
 # ---------------------------------------------------------------------------------------------
 
-def apply_protocol(index: pd.DataFrame, protocol: str) -> pd.DataFrame:
+def apply_protocol(index: pd.DataFrame, protocol: str,
+                   clips: str | Path | None = None) -> pd.DataFrame:
     """Keep the clips of ``protocol`` and add its class name as ``label``.
 
+    Without ``clips`` the sheet decides: each row's emotion is mapped to a class (the map is
+    chosen per row by ``dataset``) and the protocol's ``drop_clips`` are left out (megc2019-3class
+    drops CASME II sub04/EP12_01f and sub05/EP09_05f, as the MEGC 2019 composite does).
+
+    With ``clips`` (the official MEGC 2019 composite list, a headerless CSV
+    ``dataset,subject,clip,label``; :func:`mer_core.composite.read_clip_list`) the list is the
+    clip and label source, checked against the sheets (:func:`mer_core.composite.apply_clip_list`):
+    a listed clip that the index holds is kept with the list's label; every disagreement is
+    recorded in ``attrs["list_report"]`` (records ``{"sample_id", "line", "what"}``, ``line`` =
+    the list's line or None; :func:`mer_core.composite.list_report`): a listed clip with no
+    sheet row of its own (a SMIC-E second segment is named when ``attrs["segments"]`` holds
+    it) or excluded before (missing frames), a label differing from the sheet's (the list's
+    wins), a clip of the protocol not in the list (excluded, reason "not in the composite
+    list"). Listed rows of a dataset the index does not hold are counted, not reported one by
+    one, so one list serves each dataset and the stack.
+
     Args:
-        index: a :func:`load_index` result (several datasets may be concatenated: the emotion
-            map is chosen per row by ``dataset``).
-        protocol: ``casme2-5class``, ``casme2-7class`` or ``megc2019-3class``.
+        index: a :func:`load_index` result, or several datasets stacked with :func:`combine`.
+        protocol: a :data:`mer_core.vocab.PROTOCOLS` name (``casme2-5class``,
+            ``casme2-7class``, ``megc2019-3class``, ``casme3-7class``, ``casme3-4class``).
+        clips: the official clip list (path), or None.
 
     Returns:
-        The kept rows (index reset to 0..n-1) with ``label``. ``attrs["excluded"]`` lists the
-        input's exclusions followed by every clip this protocol drops, with the reason.
+        The kept rows (index reset to 0..n-1, every input column kept, ``dataset`` included, so
+        results can be grouped per dataset) with ``label``. ``attrs["excluded"]`` lists the
+        input's exclusions followed by every clip this protocol (or list) drops, with the
+        reason; with ``clips``, also ``attrs["clip_list"]`` (the path) and
+        ``attrs["list_report"]``.
 
     Raises:
         ValueError: unknown protocol, a dataset the protocol does not cover (e.g.
-            casme2-5class on SAMM), or an emotion the protocol does not know (a typo in the
-            sheet is never dropped silently).
+            casme2-5class on SAMM or SMIC-E; the message lists the protocols that apply), an
+            emotion the protocol does not know (a typo in the sheet is never dropped
+            silently), or a malformed clip list (the file, the line and what was expected).
+        FileNotFoundError: ``clips`` does not exist.
     """
     labels = vocab.protocol_labels(protocol)
     spec = vocab.PROTOCOLS[protocol]
     datasets = sorted(set(index["dataset"]))
     unfit = [d for d in datasets if d not in spec["maps"]]
     if unfit:
+        fits = "; ".join(f"{d} has {', '.join(_protocols_of(d)) or 'none'}" for d in unfit)
         raise ValueError(f"protocol {protocol!r} does not apply to dataset(s) "
-                         f"{', '.join(unfit)}; it covers {', '.join(spec['maps'])}"
-                         + ("; for SAMM use megc2019-3class" if "samm" in unfit else ""))
-    keep, label, dropped, unknown = [], [], [], []
+                         f"{', '.join(unfit)}; it covers {', '.join(spec['maps'])}; the "
+                         f"protocols that apply: {fits}")
+    sheet_label, sheet_reason, unknown = [], [], []
     for row in index.itertuples(index=False):
         mapping = spec["maps"][row.dataset]
         if (row.subject, row.clip) in spec["drop_clips"].get(row.dataset, set()):
-            dropped.append({"sample_id": row.sample_id,
-                            "reason": f"on the MEGC 2019 exclusion list ({protocol})"})
-            keep.append(False)
+            sheet_label.append(None)
+            sheet_reason.append(f"on the MEGC 2019 exclusion list ({protocol})")
         elif row.emotion not in mapping:
             unknown.append(f"{row.sample_id} ({row.emotion!r})")
-            keep.append(False)
+            sheet_label.append(None)
+            sheet_reason.append(None)
         elif mapping[row.emotion] is None:
-            dropped.append({"sample_id": row.sample_id,
-                            "reason": f"emotion {row.emotion} is not a class of {protocol}"})
-            keep.append(False)
+            sheet_label.append(None)
+            sheet_reason.append(f"emotion {row.emotion} is not a class of {protocol}")
         else:
-            label.append(mapping[row.emotion])
-            keep.append(True)
+            sheet_label.append(mapping[row.emotion])
+            sheet_reason.append(None)
     if unknown:
         known = sorted({e for d in datasets for e in spec["maps"][d]})
         raise ValueError(f"protocol {protocol!r}: {len(unknown)} clip(s) have an emotion it "
                          f"does not know: {', '.join(unknown[:5])}"
                          f"{' ...' if len(unknown) > 5 else ''}; known: {', '.join(known)}")
-    out = index.loc[np.asarray(keep, dtype=bool)].reset_index(drop=True)
-    out["label"] = pd.Series(label, dtype="str")
+    extra = {}
+    if clips is None:
+        final = sheet_label
+        dropped = [{"sample_id": sid, "reason": why}
+                   for sid, lab, why in zip(index["sample_id"], sheet_label, sheet_reason)
+                   if lab is None]
+    else:
+        final, dropped, report = composite.apply_clip_list(index, clips, labels, sheet_label,
+                                                           sheet_reason)
+        extra = {"clip_list": str(clips), "list_report": report}
+    keep = np.asarray([lab is not None for lab in final], dtype=bool)
+    out = index.loc[keep].reset_index(drop=True)
+    out["label"] = pd.Series([lab for lab in final if lab is not None], dtype="str")
     assert set(out["label"]) <= set(labels)
     out.attrs = {**index.attrs, "protocol": protocol, "labels": labels,
-                 "excluded": list(index.attrs.get("excluded", [])) + dropped}
-    logger.info("%s: kept %d of %d clips; dropped %d", protocol, len(out), len(index),
-                len(dropped))
+                 "excluded": list(index.attrs.get("excluded", [])) + dropped, **extra}
+    logger.info("%s: kept %d of %d clips; dropped %d%s", protocol, len(out), len(index),
+                len(dropped), f"; {len(extra['list_report'])} list disagreement(s)"
+                if extra else "")
     return out
+
+
+def _protocols_of(dataset: str) -> list[str]:
+    """The protocols with an emotion map for ``dataset``."""
+    return [p for p, spec in vocab.PROTOCOLS.items() if dataset in spec["maps"]]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +490,8 @@ def loso_folds(index: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
     """Leave-one-subject-out folds.
 
     Args:
-        index: an index with a ``subject`` column.
+        index: an index with a ``subject`` column (a :func:`combine` result too: its subject ids
+            are distinct across datasets, so a fold holds one dataset's person).
 
     Returns:
         One ``(test_subject, train_rows, test_rows)`` per subject, sorted by subject name.
@@ -348,8 +499,16 @@ def loso_folds(index: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
         rows of the ``data/frames`` arrays. A subject is never on both sides.
 
     Raises:
-        ValueError: fewer than two subjects.
+        ValueError: fewer than two subjects; a subject id under two datasets (an index stacked
+            without :func:`combine`: two people would share a fold).
     """
+    if "dataset" in index.columns:
+        owners = index.groupby(index["subject"].astype(str))["dataset"].unique()
+        shared = {s: d for s, d in owners.items() if len(d) > 1}
+        if shared:
+            s, d = next(iter(shared.items()))
+            raise ValueError(f"LOSO: subject {s!r} appears in datasets {d[0]!r} and {d[1]!r} "
+                             "(stack datasets with combine(), which keeps subjects distinct)")
     subjects = index["subject"].astype(str).to_numpy()
     names = sorted(set(subjects))
     if len(names) < 2:
@@ -369,7 +528,9 @@ def describe(cfg, subjects=None) -> str:
         return (f"synthetic CASME-II-shaped (seed {cfg.synthetic_seed}, amplitude "
                 f"{cfg.synthetic_amplitude} px at 128 px, {cfg.synthetic_size} px frames{part})"
                 " - NOT real CASME II")
-    return {"casme2": "CASME II", "samm": "SAMM"}[cfg.dataset] + f" ({cfg.root})"
+    return {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC-E (HS)",
+            "casme3": "CAS(ME)^3 Part A",
+            "apex_images": "prepared apex images"}[cfg.dataset] + f" ({cfg.root})"
 
 
 def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool = True):

@@ -17,12 +17,25 @@ Tables show backbones and losses in the order of these mappings.
 from __future__ import annotations
 
 #: Datasets :func:`mer_core.datasets.load_index` reads.
-DATASETS = ("synthetic", "casme2", "samm")
-#: Frame rate of each dataset's videos (the synthetic set is made in CASME II's image).
-FPS = {"synthetic": 200, "casme2": 200, "samm": 200}
+DATASETS = ("synthetic", "casme2", "samm", "smic", "casme3", "apex_images")
+#: Frame rate of each dataset's videos (the synthetic set is made in CASME II's image). SMIC-E
+#: is its default HS band (100 fps); its VIS band runs at 25 fps (:data:`SMIC_BAND_FPS`).
+#: CAS(ME)^3 Part A: its colour frames, 30 fps. ``apex_images`` (one prepared image per clip)
+#: has no frame rate: its 200 means nothing and is there only because the data stage and the
+#: dataset card read one per dataset (they divide by it); it equals the apex stage's default
+#: ``apex.fps`` so that no mismatch is warned about.
+FPS = {"synthetic": 200, "casme2": 200, "samm": 200, "smic": 100, "casme3": 30,
+       "apex_images": 200}
+#: SMIC-E's recording bands (worksheets of its sheet) and their frame rates; ``HS`` is the default.
+SMIC_BAND_FPS = {"HS": 100, "VIS": 25}
 
 _CASME = ("casme2", "synthetic")
 _CASME_EMOTIONS = ("happiness", "disgust", "repression", "surprise", "fear", "sadness", "others")
+#: CAS(ME)^3 Part A's emotions as its sheet spells them, lower-cased (``Others`` -> ``others``).
+_CASME3_EMOTIONS = ("happy", "disgust", "fear", "anger", "sad", "surprise", "others")
+#: CAS(ME)^3's negative emotions (its 4-class protocol and MEGC's 3 classes agree on them).
+_CASME3_NEGATIVE = {"disgust": "negative", "fear": "negative", "anger": "negative",
+                    "sad": "negative"}
 
 #: protocol -> ``labels`` (the classes, in the fixed order every stage uses), ``maps`` (per
 #: dataset: raw emotion -> class, or None = dropped) and ``drop_clips`` (per dataset: (subject,
@@ -50,9 +63,27 @@ PROTOCOLS = {
             "samm": {"anger": "negative", "contempt": "negative", "disgust": "negative",
                      "fear": "negative", "sadness": "negative", "happiness": "positive",
                      "surprise": "surprise", "other": None},
+            "smic": {"negative": "negative", "positive": "positive", "surprise": "surprise"},
+            "casme3": {**_CASME3_NEGATIVE, "happy": "positive", "surprise": "surprise",
+                       "others": None},
+            # a prepared apex-image list (mer_core.apex_images) is labelled with the classes
+            "apex_images": {"negative": "negative", "positive": "positive",
+                            "surprise": "surprise"},
         },
         # The MEGC 2019 composite database leaves these two CASME II clips out.
         "drop_clips": {d: {("sub04", "EP12_01f"), ("sub05", "EP09_05f")} for d in _CASME},
+    },
+    # CAS(ME)^3 Part A (Li et al., TPAMI 2022): its seven emotions, and its four classes.
+    "casme3-7class": {
+        "labels": list(_CASME3_EMOTIONS),
+        "maps": {"casme3": {e: e for e in _CASME3_EMOTIONS}},
+        "drop_clips": {},
+    },
+    "casme3-4class": {
+        "labels": ["negative", "positive", "surprise", "others"],
+        "maps": {"casme3": {**_CASME3_NEGATIVE, "happy": "positive", "surprise": "surprise",
+                            "others": "others"}},
+        "drop_clips": {},
     },
 }
 

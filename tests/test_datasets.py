@@ -239,7 +239,7 @@ def test_protocol_errors(samm, casme):
     with pytest.raises(ValueError, match="does not apply to dataset.*samm"):
         ds.apply_protocol(samm_df, "casme2-5class")
     with pytest.raises(ValueError, match="unknown protocol"):
-        ds.apply_protocol(samm_df, "casme3-4class")
+        ds.apply_protocol(samm_df, "casme9-4class")
     df = ds.load_index("casme2", casme)
     df.loc[0, "emotion"] = "hapiness"
     with pytest.raises(ValueError, match="casme2/sub01/EP02_01f.*hapiness"):
@@ -283,7 +283,7 @@ def test_missing_root_and_sheet(tmp_path):
     with pytest.raises(FileNotFoundError, match="other.xlsx"):
         ds.load_index("casme2", tmp_path / "empty", sheet="other.xlsx")
     with pytest.raises(ValueError, match="unknown dataset"):
-        ds.load_index("casme3", tmp_path)
+        ds.load_index("casme9", tmp_path)
     with pytest.raises(ValueError, match="unknown option"):
         ds.load_index("casme2", tmp_path, stritc=False)
 

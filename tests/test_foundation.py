@@ -174,7 +174,8 @@ def test_code_version_hashes_what_a_fold_computes_and_the_stage_reruns_on_it():
 
 #: The stage (notebook number) whose modules these are; every other module is shared.
 STAGE_MODULES = {
-    0: {"sheets", "images", "datasets", "synthetic", "synthetic_faces", "card"},
+    0: {"sheets", "smic", "images", "datasets", "composite", "casme3", "apex_images",
+        "synthetic", "synthetic_faces", "synthetic_standins", "card"},
     1: {"apex", "apex_scores", "faces", "motion", "apex_stage", "apex_figures"},
     2: {"loso", "fold", "nested", "machine", "fingerprints", "models", "losses", "gradcam",
         "train_figures", "baselines"},
@@ -259,7 +260,7 @@ def _write(tmp_path, mutate):
     (lambda r: r["train"].pop("epochs"), "missing key(s) 'epochs'"),
     (lambda r: r["train"].update(epochs="ten"), "key 'epochs' must be int"),
     (lambda r: r["data"].update(strict="yes"), "key 'strict' must be bool"),
-    (lambda r: r["data"].update(dataset="casme3"), "key 'dataset' is 'casme3'"),
+    (lambda r: r["data"].update(dataset="casme9"), "key 'dataset' is 'casme9'"),
     (lambda r: r.update(trian={}), "unknown section(s) 'trian'"),
     (lambda r: r.pop("apex"), "missing section(s) 'apex'"),
     (lambda r: r["experiments"]["onset"].update(backbone="vgg"), "experiments.onset"),
