@@ -78,7 +78,8 @@ from mer_core.images import frame_paths, read_frames
 logger = logging.getLogger(__name__)
 #: Prefixes of the motion caches: ``flow:annotated`` -> ``data/frames/flow-annotated.npy``,
 #: ``diff:annotated`` -> ``data/frames/diff-annotated.npy``.
-DIFF, FLOW = tuple(vocab.MOTION)  # "diff", "flow"
+DIFF, FLOW = "diff", "flow"
+assert {DIFF, FLOW} == set(vocab.MOTION), "apex_stage: a motion input without its cache"
 
 
 

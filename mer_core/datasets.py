@@ -563,6 +563,13 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
     if cfg.sheet:
         options["sheet"] = cfg.sheet
     index = load_index(cfg.dataset, cfg.root, **options)
+    if index.attrs.get("apex_annotated") is False:
+        # the apex stage would fill every annotated-apex cache with spotter output and pick
+        # the per-fold spotter without any annotation: refuse rather than mislabel the rows
+        raise ValueError(f"data.dataset {cfg.dataset!r}: this dataset has no annotated apex, "
+                         "and the pipeline cannot run it yet (annotated-apex rows, the per-fold "
+                         "spotter choice and the apex scores need one; issue 15). Read it with "
+                         f"mer_core.datasets.load_index({cfg.dataset!r}, root) meanwhile.")
     out = apply_protocol(index, cfg.protocol)
     ex = excluded(out)
     if out.empty:

@@ -79,8 +79,12 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
         f"- **Protocol:** {dataset.get('protocol', '?')}, classes "
         f"{', '.join(dataset.get('labels', []))}; {dataset.get('n_clips', '?')} clips "
         f"({dataset.get('n_excluded', 0)} excluded); leave-one-subject-out{folds}.",
-        f"- **Training:** {seed_text}; {get('epochs', '?')} epochs (fixed budget, no epoch "
-        f"chosen on any test subject); input {get('image_size', '?')} px; {weights}.",
+        f"- **Training:** {seed_text}; " + (
+            f"up to {get('epochs', '?')} epochs (the stopping epoch chosen per fold inside its "
+            f"training subjects, never on a test subject)"
+            if "epochs" in str(get("select") or "") else
+            f"{get('epochs', '?')} epochs (fixed budget, no epoch chosen on any test subject)")
+        + f"; input {get('image_size', '?')} px; {weights}.",
         recipe_line(train, calibration, synthetic),
         f"- **Metrics:** predictions of all folds pooled, then scored (MEGC convention): "
         f"accuracy in %, UF1 = macro F1, UAR = macro recall; [low, high] = {round(100 * ci)} % "
@@ -146,9 +150,10 @@ def motion_line(apex_report: Mapping) -> str:
     Raises:
         ValueError: the report has no ``flow`` or ``diff`` record (names the key).
     """
-    for key in ("flow", "diff"):
-        if not isinstance(apex_report.get(key), Mapping):
-            raise ValueError(f"apex report: no {key!r} record (rerun the apex stage)")
+    for key, field in (("flow", "scale_px"), ("diff", "gain")):
+        if not isinstance(apex_report.get(key), Mapping) or field not in apex_report[key]:
+            raise ValueError(f"apex report: no {key!r} record with {field!r} (rerun the apex "
+                             "stage)")
     flow, diff = apex_report["flow"], apex_report["diff"]
     method = FLOW_METHODS.get(flow.get("method"), str(flow.get("method")))
     scale, gain = flow.get("scale_px"), diff.get("gain")
@@ -172,11 +177,15 @@ def recipe_line(train, calibration: Mapping | None, synthetic: bool) -> str:
     def get(k):
         return train.get(k) if isinstance(train, Mapping) else getattr(train, k, None)
 
-    selected = {"lr"} if "lr" in str(get("select") or "") else set()
+    selected = {w.strip() for w in str(get("select") or "").split(",") if w.strip()}
     recipe = ", ".join(f"{k} {get(k)}" for k in RECIPE_KEYS
                        if get(k) is not None and k not in selected)
     nested = nested_text(get("select") or "", get("lr_grid") or "", get("epochs"),
                          get("inner_folds"))
+    if {"lr", "epochs"} <= selected:   # nothing of the calibration is used
+        return (f"- **Recipe:** {recipe}.{nested} The other values (and the epoch ceiling and "
+                f"learning-rate grid) were set in advance in `params.yaml` or the run's profile, "
+                f"not tuned on these subjects.")
     if not calibration and nested:
         return (f"- **Recipe:** {recipe}.{nested} No calibration record "
                 f"(`reports/calibration.json`) was found, so how the other values were chosen "
@@ -192,8 +201,9 @@ def recipe_line(train, calibration: Mapping | None, synthetic: bool) -> str:
              f"{pop['synthetic_seed']}, never reported) by `benchmarks/calibrate.py` "
              f"({calibration['date']}; `reports/calibration.md`)")
     text = (f"- **Recipe:** {recipe}.{nested} "
-            + ("The epoch budget was" if selected else "The learning rate and the epoch budget were"
-               if nested else "Learning rate and epochs were") + f" chosen on {where}")
+            + ("The epoch budget was" if "lr" in selected else
+               "The learning rate was" if "epochs" in selected else
+               "Learning rate and epochs were") + f" chosen on {where}")
     text += "; the other values were fixed before it (listed there)."
     if not synthetic:
         text += (" On this real dataset no " + ("other " if nested else "") + "value was tuned "

@@ -113,9 +113,17 @@ def test_header_names_calibration_subject_bootstrap_and_machine(project):
     assert (f"the learning rate (from {{0.001,0.004}}) and the stopping epoch (1..{n} of the full "
             f"{n}-epoch schedule) were chosen by 3-fold subject-grouped cross-validation over "
             f"that fold's training subjects") in line
-    assert "never on the test subject" in line and "departs" not in line  # lr: chosen per fold
-    assert "lr 0." not in line and "The epoch budget was chosen on a separate" in line
-    assert "no other value was tuned on its subjects" in line
+    assert "never on the test subject" in line and "departs" not in line  # both chosen per fold
+    assert "lr 0." not in line and "calibration" not in line
+    assert "set in advance in `params.yaml` or the run's profile" in line
+    only_lr = R.recipe_line(dataclasses.replace(nested, select="lr"), off, False)
+    assert "The epoch budget was chosen on a separate" in only_lr
+    assert "no other value was tuned on its subjects" in only_lr
+    only_ep = R.recipe_line(dataclasses.replace(nested, select="epochs"), off, True)
+    assert "The learning rate was chosen on a separate" in only_ep and "departs" in only_ep
+    head = "\n".join(R.header_lines({"labels": ["a", "b"]}, nested, 100, 0.95))
+    assert f"up to {n} epochs (the stopping epoch chosen per fold" in head
+    assert "fixed budget" not in head
     assert "Per fold" not in R.recipe_line(params.train, off, False)
     assert "the stopping epoch" in R.recipe_line(
         dataclasses.replace(params.train, select="epochs"), None, True)

@@ -267,13 +267,11 @@ def test_protocols(smic_root):
             ds.apply_protocol(df, protocol)
 
 
-def test_data_stage_on_smic(smic_root, tmp_path):
+def test_data_stage_refuses_smic_until_the_pipeline_handles_no_annotated_apex(smic_root,
+                                                                              tmp_path):
     from mer_core.config import DataConfig
 
     cfg = DataConfig(dataset="smic", root=str(smic_root), protocol="megc2019-3class")
-    out, info = ds.build_index(cfg, out_dir=tmp_path / "data")
-    assert info["fps"] == 100 and info["n_clips"] == 4 and info["aligned"] is False
-    assert info["description"].startswith("SMIC-E (HS)")
-    back = handover.read_index(tmp_path / "data" / "index.csv")
-    assert list(back["clip_on_disk"]) == list(out["clip_on_disk"])
-    assert back["apex"].isna().all()
+    with pytest.raises(ValueError, match="no annotated apex, and the pipeline cannot run it yet"):
+        ds.build_index(cfg, out_dir=tmp_path / "data")
+    assert not (tmp_path / "data" / "index.csv").exists()
