@@ -179,6 +179,23 @@ def test_c_is_chosen_on_the_training_subjects_only(monkeypatch):
     assert scored == [(~test).sum()] * 2
 
 
+@pytest.mark.parametrize("kind", ["svm", "logreg"])
+def test_a_pattern_only_the_test_subject_carries_is_not_learned(kind):
+    # Training subjects: features are noise. The test subject alone carries its labels in
+    # plain sight (3 e_c). Fitted without it, the model predicts near chance; the same call
+    # with the test subject among the training subjects learns the pattern (the check can fail).
+    rng = np.random.default_rng(1)
+    X, y, g = _toy(n_subjects=7, per_class=4)
+    test = g == "s6"
+    X[~test, :3] = rng.normal(0, 1, ((~test).sum(), 3))
+    X = X[:, :3]
+    clean = baselines.fit_predict(X[~test], y[~test], g[~test], X[test], kind, [0.1, 10], 3,
+                                  LABELS)["pred"]
+    leaked = baselines.fit_predict(X, y, g, X[test], kind, [0.1, 10], 3, LABELS)["pred"]
+    assert np.mean(np.asarray(leaked) == y[test]) == 1.0
+    assert np.mean(np.asarray(clean) == y[test]) < 0.7
+
+
 def test_c_choice_follows_the_inner_score(monkeypatch):
     """The grid point with the best inner UF1 wins, whatever the test rows would say."""
     X, y, g = _toy()
