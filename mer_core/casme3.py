@@ -35,7 +35,7 @@ from pathlib import Path
 
 from mer_core.images import FRAME_NUMBER
 from mer_core.sheets import (SheetError, _as_int, _blank, _norm_header, _parse_apex, _text,
-                             resolve_sheet)
+                             resolve_sheet, worksheet_rows)
 
 SHEET_GLOB = "cas(me)3_part_A_ME_label_JpgIndex*.xlsx"
 WORKSHEET = "label"
@@ -121,19 +121,7 @@ def read_rows(path: Path, worksheet: str) -> tuple[list[tuple[int, dict]], str]:
         mer_core.sheets.SheetError: not an ``.xlsx``, no such worksheet, no header row with
             ``Subject`` and ``Filename``, a column missing, or no data rows.
     """
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as e:  # openpyxl raises several types for a broken/non-xlsx file
-        raise SheetError(f"{path}: cannot open as an .xlsx workbook ({e})") from None
-    try:
-        if worksheet not in wb.sheetnames:
-            raise SheetError(f"{path}: worksheet {worksheet!r} not found "
-                             f"(worksheets: {', '.join(wb.sheetnames)})")
-        rows = list(wb[worksheet].iter_rows(values_only=True))
-    finally:
-        wb.close()
+    rows = worksheet_rows(path, worksheet)[0]
     where = f"{path} ({worksheet})"
     at = next((i for i, row in enumerate(rows[:_HEADER_SEARCH_ROWS])
                if {"subject", "filename"} <= {_norm_header(v) for v in row}), None)

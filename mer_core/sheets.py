@@ -59,6 +59,38 @@ def _norm_header(value) -> str:
     return re.sub(r"[\s_]+", "", str(value)).lower() if value is not None else ""
 
 
+def worksheet_rows(path: Path, worksheet: str | None, data_only: bool = True,
+                   hint: str = "") -> tuple[list[tuple], str]:
+    """Every row of one worksheet as raw cell values, and the worksheet's name.
+
+    Args:
+        path: the ``.xlsx`` workbook.
+        worksheet: its name; None = ``Sheet1``, else the first worksheet.
+        data_only: True: the values Excel cached for formula cells; False: the formulas.
+        hint: appended to the "worksheet not found" message.
+
+    Raises:
+        SheetError: not an ``.xlsx`` workbook, or no such worksheet (lists the ones there are).
+    """
+    import openpyxl
+
+    try:
+        wb = openpyxl.load_workbook(path, read_only=True, data_only=data_only)
+    except Exception as e:  # openpyxl raises several types for a broken/non-xlsx file
+        raise SheetError(f"{path}: cannot open as an .xlsx workbook ({e})") from None
+    try:
+        if worksheet is None:
+            ws = wb["Sheet1"] if "Sheet1" in wb.sheetnames else wb.worksheets[0]
+        elif worksheet in wb.sheetnames:
+            ws = wb[worksheet]
+        else:
+            raise SheetError(f"{path}: worksheet {worksheet!r} not found "
+                             f"(worksheets: {', '.join(wb.sheetnames)}){hint}")
+        return list(ws.iter_rows(values_only=True)), ws.title
+    finally:
+        wb.close()
+
+
 def read_sheet(path: Path, worksheet: str | None, flavour: str) -> tuple[list[_Row], str]:
     """Read the data rows of a coding sheet with openpyxl (raw cell values, real row numbers).
 
@@ -77,24 +109,7 @@ def read_sheet(path: Path, worksheet: str | None, flavour: str) -> tuple[list[_R
         SheetError: not an ``.xlsx`` workbook, no such worksheet, no header row, a required
             column missing, or no data rows.
     """
-    import openpyxl
-
-    try:
-        wb = openpyxl.load_workbook(path, read_only=True, data_only=True)
-    except Exception as e:  # openpyxl raises several types for a broken/non-xlsx file
-        raise SheetError(f"{path}: cannot open as an .xlsx workbook ({e})") from None
-    try:
-        if worksheet is None:
-            ws = wb["Sheet1"] if "Sheet1" in wb.sheetnames else wb.worksheets[0]
-        elif worksheet in wb.sheetnames:
-            ws = wb[worksheet]
-        else:
-            raise SheetError(f"{path}: worksheet {worksheet!r} not found "
-                             f"(worksheets: {', '.join(wb.sheetnames)})")
-        rows = list(ws.iter_rows(values_only=True))
-        title = ws.title
-    finally:
-        wb.close()
+    rows, title = worksheet_rows(path, worksheet)
 
     header_at = None
     for i, row in enumerate(rows[:_HEADER_SEARCH_ROWS]):

@@ -28,7 +28,8 @@ import re
 from pathlib import Path
 
 from mer_core import vocab
-from mer_core.sheets import SheetError, _as_int, _blank, _norm_header, _text, resolve_sheet
+from mer_core.sheets import (SheetError, _as_int, _blank, _norm_header, _text, resolve_sheet,
+                             worksheet_rows)
 
 SMIC_SHEET_NAME = "SMIC-HS-E_annotation.xlsx"
 DEFAULT_BAND = "HS"
@@ -142,21 +143,8 @@ def _read_sheet(path: Path, worksheet: str):
     cells, the plain read gives the formulas, so a formula without a cached value is told apart
     from an empty cell.
     """
-    import openpyxl
-
-    views = []
-    for data_only in (True, False):
-        try:
-            wb = openpyxl.load_workbook(path, read_only=True, data_only=data_only)
-        except Exception as e:  # openpyxl raises several types for a broken/non-xlsx file
-            raise SheetError(f"{path}: cannot open as an .xlsx workbook ({e})") from None
-        try:
-            if worksheet not in wb.sheetnames:
-                raise SheetError(f"{path}: worksheet {worksheet!r} not found (worksheets: "
-                                 f"{', '.join(wb.sheetnames)}); SMIC-E has one per band")
-            views.append(list(wb[worksheet].iter_rows(values_only=True)))
-        finally:
-            wb.close()
+    views = [worksheet_rows(path, worksheet, data_only=d,
+                            hint="; SMIC-E has one per band")[0] for d in (True, False)]
     values, formulas = views
     header_at = next((i for i, row in enumerate(values[:_HEADER_SEARCH_ROWS])
                       if {"subject", "filename"} <= {_norm_header(v) for v in row}), None)
