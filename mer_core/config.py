@@ -27,14 +27,46 @@ class DataConfig:
     sheet: str = ""
     protocol: str = "casme2-5class"
     strict: bool = True
+    band: str = "HS"
+    labels: str = ""
+    parts: str = ""
     synthetic_seed: int = 0
     synthetic_size: int = 128
     synthetic_amplitude: float = 10.0
 
+    @property
+    def part_list(self) -> list[tuple[str, str]]:
+        """``parts`` as ``[(dataset, folder), ...]``: ``"samm=SAMM"`` -> ``("samm", "SAMM")``."""
+        out = []
+        for item in split_list(self.parts):
+            name, sep, folder = (t.strip() for t in item.partition("="))
+            out.append((name, folder if sep else ""))
+        return out
+
     def check(self, where: str) -> None:
-        _choice(where, "dataset", self.dataset, vocab.DATASETS)
+        _choice(where, "dataset", self.dataset, vocab.DATA_CHOICES)
         _choice(where, "protocol", self.protocol, vocab.PROTOCOLS)
+        _choice(where, "band", self.band, tuple(vocab.SMIC_BAND_FPS))
         _positive(where, "synthetic_size", self.synthetic_size)
+        if self.labels.strip() and self.dataset not in ("apex_images", "composite"):
+            raise ConfigError(f"{where}: key 'labels' ({self.labels!r}) is a label list for "
+                              f"dataset apex_images or composite, not {self.dataset!r}; "
+                              "expected ''")
+        parts = self.part_list
+        if self.dataset != "composite":
+            if parts:
+                raise ConfigError(f"{where}: key 'parts' is {self.parts!r} but dataset is "
+                                  f"{self.dataset!r}; parts are for dataset composite (expected '')")
+            return
+        kinds = [d for d in vocab.DATA_CHOICES if d not in ("composite", "apex_images")]
+        for name, folder in parts:
+            if name not in kinds or not folder:
+                raise ConfigError(f"{where}: key 'parts' has {name}={folder!r}; expected "
+                                  f"comma-separated <dataset>=<folder under root> with dataset "
+                                  f"one of {', '.join(kinds)}, e.g. 'casme2=CASME2,samm=SAMM'")
+        if len(parts) < 2 or len({n for n, _ in parts}) != len(parts):
+            raise ConfigError(f"{where}: key 'parts' is {self.parts!r}; a composite needs two or "
+                              "more different datasets")
 
 
 @dataclass

@@ -10,12 +10,13 @@ from pathlib import Path
 
 from mer_core import deps, io, vocab
 from mer_core.machine import device_name
-from mer_core.models import weights_path
+from mer_core.models import imagenet_source, weights_path
 
-#: Modules of the LOSO driver's imports that only name things: what they decide for a fold is in
-#: its fingerprint as values (frames, backbone, loss, labels, the frame arrays, and the motion
-#: kind of the input), so adding a dataset, spotter or backbone name redoes no finished fold.
-NAMES_ONLY = ("vocab",)
+#: Modules of the LOSO driver's imports that only name or parse things: what they decide for a
+#: fold is in its fingerprint as values (frames, backbone, loss, labels, the frame arrays, the
+#: motion kind of the input, and the train section with its parsed lists), so adding a dataset,
+#: spotter or backbone name, or a params key of another section, redoes no finished fold.
+NAMES_ONLY = ("vocab", "config")
 #: The modules whose source defines what a fold computes: the LOSO driver and everything it
 #: imports but :data:`NAMES_ONLY` (their hash is the "code version"). All of them are deps of
 #: the train stage (a test checks), so DVC reruns the stage when one changes and the changed
@@ -80,8 +81,13 @@ def fold_params(name, exp, cfg, labels, data_hash, device, precision, factory_ta
     fold (not those choosing which folds run), labels, data, code version, device and its model,
     precision, model factory, and the weights file's hash."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in PLAN_KEYS}
+    # as the fold reads them (config's parsing is not in the code version)
+    train["parsed"] = {"augment": cfg.augment_list, "select": cfg.select_list,
+                       "lr": cfg.lr_list}
     weights = weights_path(cfg.pretrained, exp.backbone)
-    if weights and weights.lower() != "imagenet" and Path(weights).is_file():
+    if weights and weights.lower() == "imagenet":
+        train["pretrained_source"] = imagenet_source(exp.backbone)
+    elif weights and Path(weights).is_file():
         train["pretrained_sha256"] = file_sha(weights)
     return {"experiment": name, "frames": exp.frames, "motion": vocab.motion_of(exp.frames)[0],
             "backbone": exp.backbone, "loss": exp.loss, "train": train, "labels": list(labels), "data": data_hash, "code": code_version(),

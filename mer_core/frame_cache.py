@@ -210,6 +210,10 @@ class FoldFrames:
         return self.shape[0]
 
 
+class NoAnnotationError(ValueError):
+    """A frame strategy needs an annotated apex that the dataset does not have (SMIC-E)."""
+
+
 def write_spotter_choice(frames_dir: str | Path, choice: pd.DataFrame) -> None:
     """Write ``spotter_choice.csv`` (:func:`mer_core.apex_scores.choose_per_fold`'s table)."""
     io.write_csv(Path(frames_dir) / CHOICE_CSV, choice)
@@ -220,12 +224,21 @@ def spotter_choice(frames_dir: str | Path) -> dict[str, str]:
 
     Raises:
         FileNotFoundError: the apex stage has not written the file (names it).
+        NoAnnotationError: a fold has no spotter: its training subjects have no annotated apex.
     """
     path = Path(frames_dir) / CHOICE_CSV
     if not path.is_file():
         raise FileNotFoundError(f"{path}: the per-fold spotter choice is missing (run the apex "
                                 "stage first)")
     df = pd.read_csv(path, dtype={"subject": str, "method": str}, keep_default_na=False)
+    unchosen = df.loc[df["method"].str.strip() == "", "subject"].tolist()
+    if unchosen:
+        raise NoAnnotationError(
+            f"{path}: no spotter could be chosen for the fold(s) of {', '.join(unchosen[:5])}"
+            f"{' ...' if len(unchosen) > 5 else ''}: their training subjects have no annotated "
+            "apex (SMIC-E has none). The frame strategies 'annotated' and 'spotted:best' (and "
+            "the motion inputs built on them) need one; use 'spotted:<method>' (a fixed "
+            "spotter), 'onset' or 'middle'.")
     return dict(zip(df["subject"], df["method"]))
 
 
@@ -245,18 +258,20 @@ def load_fold_frames(frames_dir: str | Path, strategy: str, index) -> FoldFrames
     prefix = f"{kind}:" if kind else ""
     if apex != vocab.PER_FOLD and apex != "annotated":
         return FoldFrames({strategy: load_cache(frames_dir, strategy, index)})
-    choice = spotter_choice(frames_dir)
+    if apex == "annotated" and cache_files(frames_dir, strategy)[0].is_file():
+        base = load_cache(frames_dir, strategy, index)
+        # the apex stage's source of an annotated apex: "annotated" ("onset -> annotated flow")
+        own = f"onset -> annotated {kind}" if kind else "annotated"
+        na = ~cached_ids(frames_dir, strategy)["source"].eq(own).to_numpy()
+        if not na.any():  # every clip annotated (a prepared apex-image set): no spotter needed
+            return FoldFrames({strategy: base})
+    choice = spotter_choice(frames_dir)  # no annotated cache: says why (no annotation at all)
     methods = sorted(set(choice.values()))
     spotted = {m: load_cache(frames_dir, prefix + vocab.spotted(m), index) for m in methods}
     if apex == vocab.PER_FOLD:
         return FoldFrames({prefix + vocab.spotted(m): a for m, a in spotted.items()},
                           {s: prefix + vocab.spotted(m) for s, m in choice.items()})
     base = load_cache(frames_dir, strategy, index)
-    # the apex stage's source of an annotated apex: "annotated" ("onset -> annotated flow")
-    own = f"onset -> annotated {kind}" if kind else "annotated"
-    na = ~cached_ids(frames_dir, strategy)["source"].eq(own).to_numpy()
-    if not na.any():
-        return FoldFrames({strategy: base})
     variants = {}
     for m, arr in spotted.items():
         v = base.copy()
@@ -333,7 +348,7 @@ def load_clips(frames_dir: str | Path, index) -> np.ndarray:
     return arr
 
 
-__all__ = ["CHOICE_CSV", "CLIPS", "CacheMismatchError", "cache_files", "write_cache",
+__all__ = ["CHOICE_CSV", "CLIPS", "CacheMismatchError", "NoAnnotationError", "cache_files", "write_cache",
            "cached_ids", "load_cache", "check_cache", "cached_index", "FoldFrames",
            "write_spotter_choice", "spotter_choice", "load_fold_frames", "load_frames",
            "tested_frames", "write_clips", "load_clips"]

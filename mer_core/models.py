@@ -69,6 +69,13 @@ def weights_path(pretrained: str, backbone: str) -> str:
     return (pretrained or "").replace("{backbone}", backbone)
 
 
+def imagenet_source(backbone: str) -> str:
+    """What ``pretrained: imagenet`` loads for ``backbone``: timm's version and hub id (a newer
+    timm may serve other weights under the same name, so a fold's fingerprint records this)."""
+    cfg = timm.models.get_pretrained_cfg(backbone)
+    return f"timm {timm.__version__} {getattr(cfg, 'hf_hub_id', None) or backbone}"
+
+
 def head_prefix(model: nn.Module) -> str:
     """The state-dict prefix of the classifier head (``"fc"`` for the ResNet family)."""
     cfg = getattr(model, "pretrained_cfg", None) or getattr(model, "default_cfg", None) or {}

@@ -114,15 +114,27 @@ def select_recipe(cfg: TrainConfig, rows: np.ndarray, subjects: np.ndarray, y: n
 
     Returns:
         ``(choice, grid)``: ``{"lr", "epoch", "inner_uf1"}`` (the epoch is ``cfg.epochs`` unless
-        ``select`` has epochs; the lr is ``cfg.lr`` unless it has lr) and the scored grid.
+        ``select`` has epochs; the lr is ``cfg.lr`` unless it has lr) and the scored grid. A
+        learning rate whose inner fit diverges (``fit`` raises ``FloatingPointError``) stops
+        there and stays in the grid with ``inner_uf1`` -inf and ``n_val`` 0: never chosen.
+
+    Raises:
+        FloatingPointError: every learning rate diverged (or the only one did).
     """
     rows, subjects, y = np.asarray(rows), np.asarray(subjects).astype(str), np.asarray(y)
     splits = inner_splits(subjects, cfg.inner_folds)
     pooled: dict = {}
+    diverged: dict = {}
     for lr in cfg.lr_list:
         for k, val_subjects in enumerate(splits):
             is_val = np.isin(subjects, val_subjects)
-            preds = fit(rows[~is_val], rows[is_val], lr, inner_seed(fold_seed, lr, k))
+            try:
+                preds = fit(rows[~is_val], rows[is_val], lr, inner_seed(fold_seed, lr, k))
+            except FloatingPointError as e:  # this lr diverged: it cannot be chosen
+                if len(cfg.lr_list) == 1:
+                    raise
+                diverged[lr] = str(e)
+                break
             if len(preds) != cfg.epochs:
                 raise ValueError(f"inner fit returned {len(preds)} epochs of predictions; "
                                  f"expected train.epochs = {cfg.epochs}")
@@ -130,7 +142,16 @@ def select_recipe(cfg: TrainConfig, rows: np.ndarray, subjects: np.ndarray, y: n
                 t, p = pooled.get((lr, epoch), ((), ()))
                 pooled[(lr, epoch)] = (np.concatenate([t, y[is_val]]).astype(np.int64),
                                        np.concatenate([p, pred]).astype(np.int64))
+    if len(diverged) == len(cfg.lr_list):
+        raise FloatingPointError("every learning rate of train.lr_grid diverged in the inner "
+                                 f"folds: {'; '.join(diverged.values())}")
+    pooled = {key: v for key, v in pooled.items() if key[0] not in diverged}
     grid = score_grid(pooled, labels)
+    if diverged:  # listed in the grid, never chosen
+        grid = pd.concat([grid, pd.DataFrame(
+            [{"lr": float(lr), "epoch": e, "inner_uf1": -np.inf, "inner_accuracy": np.nan,
+              "n_val": 0} for lr in diverged for e in range(1, cfg.epochs + 1)])],
+            ignore_index=True).sort_values(["lr", "epoch"], kind="stable", ignore_index=True)
     chosen = choose(grid, None if "epochs" in cfg.select_list else cfg.epochs)
     return chosen, grid
 

@@ -28,6 +28,12 @@ FPS = {"synthetic": 200, "casme2": 200, "samm": 200, "smic": 100, "casme3": 30,
        "apex_images": 200}
 #: SMIC-E's recording bands (worksheets of its sheet) and their frame rates; ``HS`` is the default.
 SMIC_BAND_FPS = {"HS": 100, "VIS": 25}
+#: Synthetic stand-ins (:mod:`mer_core.synthetic_standins`) -> the reader of the folder they
+#: write: generated, then read exactly like the real dataset.
+STANDINS = {"synthetic_samm": "samm", "synthetic_smic": "smic"}
+#: The values of ``data.dataset``: a dataset, a stand-in, or ``composite`` (several of them
+#: stacked, ``data.parts``; :mod:`mer_core.composite`).
+DATA_CHOICES = DATASETS + tuple(STANDINS) + ("composite",)
 
 _CASME = ("casme2", "synthetic")
 _CASME_EMOTIONS = ("happiness", "disgust", "repression", "surprise", "fear", "sadness", "others")

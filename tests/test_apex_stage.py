@@ -381,3 +381,21 @@ def test_flow_figure_has_a_panel_per_class(built):
     index, out, _ = built
     fig = apex_figures.flow_figure(out / "frames", index, ["happiness", "surprise"])
     assert [ax.get_title() for ax in fig.axes] == ["happiness (4)", "surprise (0)"]
+
+
+def test_fold_frames_without_annotation_say_why(tmp_path):
+    """A fold whose training subjects have no annotated apex gets no spotter (SMIC-E): the
+    strategies that need one stop with the reason; every clip annotated (a prepared apex-image
+    set) needs no spotter choice at all."""
+    ids = pd.DataFrame({"sample_id": ["smic/s01/a", "smic/s02/b"], "frame": [5, 7],
+                        "source": ["annotated", "annotated"]})
+    arr = np.zeros((2, 4, 4, 3), np.uint8)
+    frame_cache.write_cache(tmp_path, "annotated", arr, ids)
+    frames = frame_cache.load_fold_frames(tmp_path, "annotated", ids["sample_id"].tolist())
+    assert list(frames.variants) == ["annotated"]          # no spotter_choice.csv was needed
+    frame_cache.write_spotter_choice(tmp_path, pd.DataFrame(
+        {"subject": ["s01", "s02"], "method": [None, "lbp"], "mae_train_frames": [None, 1.0],
+         "n_train_clips": [0, 3]}))
+    for strategy in ("spotted:best", "flow:spotted:best"):
+        with pytest.raises(frame_cache.NoAnnotationError, match="s01.*no annotated apex"):
+            frame_cache.load_fold_frames(tmp_path, strategy, ids["sample_id"].tolist())

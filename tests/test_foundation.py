@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import ast
+import dataclasses
 import re
 import shlex
 import tomllib
@@ -13,6 +14,7 @@ import yaml
 
 from mer_core import config
 from mer_core import deps as deps_mod
+from mer_core.config import ConfigError, DataConfig, section
 
 ROOT = Path(__file__).resolve().parents[1]
 NOTEBOOKS = sorted((ROOT / "notebooks").glob("*.ipynb"))
@@ -340,3 +342,23 @@ def test_calibration_precision_rule():
     assert cal.precision_choice(run)["chosen"] == "bf16"
     assert cal.precision_choice({**run, "changed_bf16_vs_fp32": 0.4})["chosen"] == "fp32"
     assert cal.precision_choice({**run, "bf16_seed0": {"images_per_s": 21.0}})["chosen"] == "fp32"
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(dataset="smic", band="NIR"), "band"),
+    (dict(dataset="casme2", labels="list.csv"), "labels"),
+    (dict(dataset="casme2", parts="samm=SAMM"), "parts are for dataset composite"),
+    (dict(dataset="composite", parts="samm=SAMM"), "two or more"),
+    (dict(dataset="composite", parts="samm=SAMM,samm=S2"), "two or more"),
+    (dict(dataset="composite", parts="samm=SAMM,smic"), "smic=''"),
+    (dict(dataset="composite", parts="samm=SAMM,composite=C"), "composite=")])
+def test_data_keys_are_checked(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        section(DataConfig, **{**dataclasses.asdict(DataConfig()), **kw})
+
+
+def test_composite_parts_parse():
+    c = section(DataConfig, **{**dataclasses.asdict(DataConfig()), "dataset": "composite",
+                               "protocol": "megc2019-3class",
+                               "parts": "synthetic=casme2, synthetic_samm=samm,smic=SMIC"})
+    assert c.part_list == [("synthetic", "casme2"), ("synthetic_samm", "samm"), ("smic", "SMIC")]

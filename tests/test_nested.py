@@ -248,3 +248,31 @@ def test_leakage_folds_takes_seed_fold_keys():
     sel = pd.DataFrame({"seed": [0, 0, 1], "fold": ["a", "a", "a"], "epoch": [1, 2, 3],
                         "chosen": [False, True, True]})
     assert L.selected_epochs(sel) == {(0, "a"): 2, (1, "a"): 3}
+
+
+def test_a_diverging_learning_rate_is_listed_and_never_chosen():
+    """One lr of the grid diverges in an inner fold: the fold goes on with the others; the
+    diverged lr stays in the grid at -inf. All of them diverging is an error."""
+    rows, subjects, y = _fake_problem()
+    y_of = dict(zip(rows, y))
+
+    def fit(train_rows, val_rows, lr, seed):
+        if lr == 0.1:
+            raise FloatingPointError(f"training loss is nan at epoch 1 (lr {lr})")
+        truth = np.array([y_of[r] for r in val_rows])
+        return [(truth + 1) % 3, truth]
+
+    c = TrainConfig(epochs=2, select="lr,epochs", lr_grid="0.1,0.01", inner_folds=2)
+    choice, grid = select_recipe(c, rows, subjects, y, LABELS, fit, fold_seed=3)
+    assert choice == {"lr": 0.01, "epoch": 2, "inner_uf1": 1.0}
+    bad = grid[grid["lr"] == 0.1]
+    assert len(bad) == 2 and np.isneginf(bad["inner_uf1"]).all() and (bad["n_val"] == 0).all()
+    assert list(grid["lr"]) == [0.01, 0.01, 0.1, 0.1]
+
+    def always(*a):
+        raise FloatingPointError("loss is inf")
+    with pytest.raises(FloatingPointError, match="every learning rate"):
+        select_recipe(c, rows, subjects, y, LABELS, always, fold_seed=3)
+    with pytest.raises(FloatingPointError, match="loss is inf"):  # one lr: as without selection
+        select_recipe(dataclasses.replace(c, select="epochs", lr_grid=""), rows, subjects, y,
+                      LABELS, always, fold_seed=3)

@@ -428,3 +428,21 @@ def test_workers_must_be_a_count():
         cfg(workers=-1).check("train")
     with pytest.raises(ConfigError, match="threads"):
         cfg(threads=0).check("train")
+
+
+def test_the_fingerprint_holds_parsed_lists_and_the_imagenet_source():
+    """config.py is outside the code version: what its parsing gives a fold is in the fold's
+    params; "imagenet" records which weights timm serves (a newer timm may serve others)."""
+    from mer_core import fingerprints
+    from mer_core.config import ExperimentConfig
+
+    exp = ExperimentConfig(frames="annotated", backbone="seresnext50_32x4d", loss="focal")
+    c = cfg(augment="flip, color", select="lr,epochs", lr_grid="0.1,0.01")
+    p = fingerprints.fold_params("e", exp, c, LABELS, "d", torch.device("cpu"), "fp32", "f")
+    assert p["train"]["parsed"] == {"augment": ["flip", "color"], "select": ["lr", "epochs"],
+                                    "lr": [0.1, 0.01]}
+    assert "config" not in fingerprints.CODE_MODULES and "pretrained_source" not in p["train"]
+    p = fingerprints.fold_params("e", exp, cfg(pretrained="imagenet"), LABELS, "d",
+                                 torch.device("cpu"), "fp32", "f")
+    assert p["train"]["pretrained_source"].startswith("timm ")
+    assert "seresnext50_32x4d" in p["train"]["pretrained_source"]
