@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.setup-stamp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup repro seeds inputs full paper real test test-fast lab clean-results
+.PHONY: setup repro seeds inputs full paper real composite test test-fast lab clean-results
 
 setup: $(STAMP)
 
@@ -36,6 +36,9 @@ paper: setup
 
 real: setup
 	$(BIN)/python -m mer_core.profiles real
+
+composite: setup
+	$(BIN)/python -m mer_core.profiles composite
 
 test: setup
 	$(BIN)/python -m pytest -q

@@ -13,13 +13,14 @@ import numpy as np
 import pandas as pd
 
 
-def score(table: pd.DataFrame, fps: float = 200.0, methods=None) -> dict:
+def score(table: pd.DataFrame, fps: float | dict = 200.0, methods=None) -> dict:
     """Accuracy of every method against the annotated apex.
 
     Args:
         table: long table with columns ``sample_id``, ``method``, ``apex_pred`` and
             ``apex_annotated`` (frame numbers; NA annotation -> excluded and counted).
-        fps: frame rate for the millisecond errors.
+        fps: frame rate for the millisecond errors: one number, or ``{sample_id: fps}``
+            (a composite of datasets filmed at different rates).
         methods: order of the methods in the result (default: order of appearance).
 
     Returns:
@@ -38,9 +39,11 @@ def score(table: pd.DataFrame, fps: float = 200.0, methods=None) -> dict:
         ok = ann.notna().to_numpy()
         err = np.abs(rows["apex_pred"].to_numpy(np.float64)[ok] - ann.to_numpy(np.float64, na_value=np.nan)[ok])
         n = int(ok.sum())
+        rate = (rows["sample_id"].map(fps).to_numpy(np.float64)[ok] if isinstance(fps, dict)
+                else float(fps))
         out[m] = {
             "mae_frames": _r(err.mean()) if n else None,
-            "mae_ms": _r(err.mean() * 1000.0 / fps) if n else None,
+            "mae_ms": _r((err * 1000.0 / rate).mean()) if n else None,
             "median_frames": _r(np.median(err)) if n else None,
             "hit5": _r((err <= 5).mean()) if n else None,
             "hit10": _r((err <= 10).mean()) if n else None,
@@ -80,9 +83,10 @@ def choose_per_fold(table: pd.DataFrame, subject_of: dict, methods=None) -> pd.D
         methods: the methods in their listed order (ties: the first).
 
     Returns:
-        DataFrame ``subject`` (every subject, sorted), ``method``, ``mae_train_frames`` (the
-        chosen method's MAE on the training subjects; None without annotations),
-        ``n_train_clips`` (scored clips of the training subjects).
+        DataFrame ``subject`` (every subject, sorted), ``method`` (None when the training
+        subjects have no annotated apex: nothing to choose by), ``mae_train_frames`` (the
+        chosen method's MAE on the training subjects), ``n_train_clips`` (scored clips of the
+        training subjects).
     """
     methods = list(methods) if methods is not None else list(dict.fromkeys(table["method"]))
     missing = sorted(set(table["sample_id"]) - set(subject_of))
@@ -92,7 +96,8 @@ def choose_per_fold(table: pd.DataFrame, subject_of: dict, methods=None) -> pd.D
     rows = []
     for s in sorted(set(subject_of.values())):
         m = score(table[subj != s], methods=methods)
-        best = m["best"]
+        n_scored = max((m[k]["n_scored"] for k in methods if k != "middle"), default=0)
+        best = m["best"] if n_scored else None
         rows.append({"subject": s, "method": best,
                      "mae_train_frames": m.get(best, {}).get("mae_frames"),
                      "n_train_clips": m.get(best, {}).get("n_scored", 0)})

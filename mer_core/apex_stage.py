@@ -182,14 +182,17 @@ def _worker_init() -> None:
 
 # ---------------------------------------------------------------------------- the stage
 
-def _tasks(index: pd.DataFrame, aligned: bool, apex_cfg, methods, options, strict) -> list[dict]:
+def _tasks(index: pd.DataFrame, aligned, apex_cfg, methods, options, strict) -> list[dict]:
+    """One task per clip; ``aligned``: one bool, or one per row (a composite)."""
     tasks = []
-    for row in index.itertuples(index=False):
+    each = aligned if isinstance(aligned, list) else [aligned] * len(index)
+    for row, row_aligned in zip(index.itertuples(index=False), each):
         a = row.apex
         tasks.append({
             "sample_id": str(row.sample_id), "frames_dir": str(row.frames_dir),
             "onset": int(row.onset), "offset": int(row.offset),
-            "apex": None if pd.isna(a) else int(a), "aligned": aligned, "methods": methods,
+            "apex": None if pd.isna(a) else int(a), "aligned": bool(row_aligned),
+            "methods": methods,
             "options": options, "image_size": int(apex_cfg.image_size),
             "face_margin": float(apex_cfg.face_margin), "random_seed": int(apex_cfg.random_seed),
             "clip_frames": int(apex_cfg.clip_frames), "strict": strict,
@@ -270,9 +273,15 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         index = index.iloc[: int(max_clips)]
     aligned = bool(dataset_info.get("aligned", False))
     fps = float(dataset_info.get("fps") or apex_cfg.fps)
-    if "fps" in dataset_info and float(dataset_info["fps"]) != float(apex_cfg.fps):
+    if dataset_info.get("fps") and float(dataset_info["fps"]) != float(apex_cfg.fps):
         logger.warning("dataset.json says %s fps, params say %s: using the dataset's",
                        dataset_info["fps"], apex_cfg.fps)
+    parts = dataset_info.get("parts") or {}
+    part_of = index["dataset"].astype(str) if "dataset" in index.columns else None
+    if len(parts) > 1 and part_of is not None:  # a composite: each clip as its dataset says
+        aligned = part_of.map(lambda d: bool(parts[d]["aligned"])).tolist()
+        fps = dict(zip(index["sample_id"].astype(str),
+                       part_of.map(lambda d: float(parts[d]["fps"]))))
     opts = {"smooth": int(apex_cfg.smooth), **(options or {})}
     tasks = _tasks(index, aligned, apex_cfg, methods, opts, strict)
     t_read = time.perf_counter()
@@ -306,13 +315,18 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     choice = apex_scores.choose_per_fold(table, kept_subject, methods)
     fold_method = dict(zip(choice["subject"], choice["method"]))
     metrics["per_fold"] = {m: int(n) for m, n in choice["method"].value_counts().items()}
+    # a clip without an annotated apex takes its fold's spotter; a fold without one (no
+    # annotated training clip: SMIC-E alone) leaves the annotated strategies uncached
+    unresolved = [r["sample_id"] for r in kept if "annotated" not in r["picks"]
+                  and not isinstance(fold_method[subject_of[r["sample_id"]]], str)]
     handover.write_apex_outputs(apex_csv, table, metrics_json, metrics)
 
     # Caches: one array + one id table per strategy, all with the same rows.
     frames_dir = Path(frames_dir)
     fallback, no_face = [], []
-    flow_strategies = ["annotated"] + [vocab.spotted(m) for m in methods]
-    for strategy, motion_kind in [(s, None) for s in vocab.cached_strategies(methods)] + \
+    flow_strategies = ["annotated"] * (not unresolved) + [vocab.spotted(m) for m in methods]
+    for strategy, motion_kind in [(s, None) for s in vocab.cached_strategies(methods)
+                                  if s != "annotated" or not unresolved] + \
             [(s, kind) for kind in (FLOW, DIFF) for s in flow_strategies]:
         arrays, ids = [], []
         for r in kept:
@@ -359,6 +373,10 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         "skipped": skipped, "no_face_centre_crop": no_face,
         "annotated_fallback": {"strategy": "spotted:best (the spotter of each fold)",
                                "clips": fallback},
+        "no_annotated_apex": {"clips": unresolved, "effect": (
+            "no annotated apex in these clips' training folds: the annotated strategies "
+            "(annotated, flow:annotated, diff:annotated) and spotted:best are not available"
+            ) if unresolved else ""},
         "spotter_choice": {"file": frame_cache.CHOICE_CSV, "per_fold": metrics["per_fold"],
                            "rule": "per fold: lowest MAE on the training subjects' clips"},
         "strategies": {s: f"{vocab.strategy_stem(s)}.npy" for s in vocab.cached_strategies(methods)},

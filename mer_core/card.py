@@ -64,36 +64,55 @@ def clip_lengths(index: pd.DataFrame) -> pd.Series:
     return (index["offset"] - index["onset"] + 1).rename("frames")
 
 
-def clip_length_stats(index: pd.DataFrame, fps: float) -> dict:
-    """Min, quartiles, max of the clip length (frames) and the median in milliseconds, plus the
-    relative apex position (apex - onset) / (offset - onset) over clips with an apex."""
+def clip_fps(index: pd.DataFrame, info: dict) -> float | pd.Series:
+    """The frame rate of the clips: ``dataset.json``'s ``fps``, or for a composite of datasets
+    filmed at different rates one value per clip (from ``parts``, by the ``dataset`` column)."""
+    if info.get("fps"):
+        return float(info["fps"])
+    parts = info.get("parts") or {}
+    return index["dataset"].map(lambda d: float(parts[d]["fps"])).rename("fps")
+
+
+def clip_length_stats(index: pd.DataFrame, fps: float | pd.Series) -> dict:
+    """Min, quartiles, max of the clip length (frames) and the median in milliseconds (``fps``:
+    one rate, or one per clip: :func:`clip_fps`), plus the relative apex position
+    (apex - onset) / (offset - onset) over clips with an apex."""
     n = clip_lengths(index)
     q = n.quantile([0.25, 0.5, 0.75])
+    median_ms = (float(q[0.5] / fps * 1000) if not isinstance(fps, pd.Series)
+                 else float((n / fps * 1000).median()))
     valid = index["apex"].notna() & (index["offset"] > index["onset"])
     v = index[valid]
     rel = ((v["apex"].astype(float) - v["onset"]) / (v["offset"] - v["onset"]))
     return {
         "min": int(n.min()), "q1": float(q[0.25]), "median": float(q[0.5]),
-        "q3": float(q[0.75]), "max": int(n.max()), "median_ms": float(q[0.5] / fps * 1000),
+        "q3": float(q[0.75]), "max": int(n.max()), "median_ms": median_ms,
         "apex_relative_median": float(rel.median()) if len(rel) else None,
         "apex_na": int(index["apex"].isna().sum()),
     }
 
 
-def clip_length_figure(index: pd.DataFrame, fps: float, bins: int = 20):
-    """Histogram of clip lengths (frames; milliseconds on the top axis)."""
+def clip_length_figure(index: pd.DataFrame, fps: float | pd.Series, bins: int = 20):
+    """Histogram of clip lengths (frames; milliseconds on the top axis). With one rate per
+    clip (a composite, :func:`clip_fps`) the datasets are stacked and no ms axis is drawn."""
     import matplotlib.pyplot as plt
 
     n = clip_lengths(index)
     fig, ax = plt.subplots(figsize=(6, 3.2))
-    ax.hist(n, bins=bins, color="#4C72B0", edgecolor="white")
+    if isinstance(fps, pd.Series):
+        names = list(dict.fromkeys(index["dataset"]))
+        ax.hist([n[index["dataset"] == d] for d in names], bins=bins, stacked=True,
+                label=[f"{d} ({fps[index['dataset'] == d].iloc[0]:g} fps)" for d in names])
+    else:
+        ax.hist(n, bins=bins, color="#4C72B0", edgecolor="white")
     ax.axvline(n.median(), color="k", ls="--", lw=1,
                label=f"{len(n)} clips, median {n.median():.0f} frames")
     ax.set_xlabel("clip length onset..offset (frames)")
     ax.set_ylabel("clips")
-    top = ax.secondary_xaxis("top", functions=(lambda f: f / fps * 1000,
-                                               lambda ms: ms * fps / 1000))
-    top.set_xlabel(f"ms at {fps:g} fps")
+    if not isinstance(fps, pd.Series):
+        top = ax.secondary_xaxis("top", functions=(lambda f: f / fps * 1000,
+                                                   lambda ms: ms * fps / 1000))
+        top.set_xlabel(f"ms at {fps:g} fps")
     ax.legend(frameon=False)
     fig.tight_layout()
     return fig
@@ -194,5 +213,7 @@ def card_summary(index: pd.DataFrame, info: dict) -> dict:
         "per_class": {k: int(v) for k, v in per_class.items()},
         "per_subject": {k: int(v) for k, v in table["total"].drop("total").items()},
         "per_emotion": {k: int(v) for k, v in index["emotion"].value_counts().sort_index().items()},
-        "clip_length_frames": clip_length_stats(index, info["fps"]),
+        "clip_length_frames": clip_length_stats(index, clip_fps(index, info)),
+        **({"per_dataset": {d: int(k) for d, k in index["dataset"].value_counts().items()}}
+           if index["dataset"].nunique() > 1 else {}),
     }

@@ -523,73 +523,164 @@ def loso_folds(index: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
 
 def describe(cfg, subjects=None) -> str:
     """One line saying what the dataset is (every report repeats it)."""
+    if cfg.dataset == "composite":
+        return "MEGC 2019 composite of " + " + ".join(
+            _part_description(name, Path(cfg.root) / folder, cfg) for name, folder in cfg.part_list)
     if cfg.dataset == "synthetic":
         part = f", subjects {','.join(subjects)}" if subjects else ""
         return (f"synthetic CASME-II-shaped (seed {cfg.synthetic_seed}, amplitude "
                 f"{cfg.synthetic_amplitude} px at 128 px, {cfg.synthetic_size} px frames{part})"
                 " - NOT real CASME II")
-    return {"casme2": "CASME II", "samm": "SAMM", "smic": "SMIC-E (HS)",
-            "casme3": "CAS(ME)^3 Part A",
-            "apex_images": "prepared apex images"}[cfg.dataset] + f" ({cfg.root})"
+    return _part_description(cfg.dataset, Path(cfg.root), cfg)
+
+
+def _part_description(name: str, root: Path, cfg) -> str:
+    if name == "synthetic":
+        return (f"synthetic CASME-II-shaped (seed {cfg.synthetic_seed}, amplitude "
+                f"{cfg.synthetic_amplitude} px) - NOT real CASME II")
+    if name in vocab.STANDINS:
+        real = {"samm": "SAMM", "smic": "SMIC-E (HS)"}[vocab.STANDINS[name]]
+        return (f"synthetic {real.split()[0]}-shaped stand-in (seed {cfg.synthetic_seed}, "
+                f"amplitude {cfg.synthetic_amplitude} px) - NOT real {real}")
+    label = {"casme2": "CASME II", "samm": "SAMM", "smic": f"SMIC-E ({cfg.band})",
+             "casme3": "CAS(ME)^3 Part A", "apex_images": "prepared apex images"}[name]
+    return f"{label} ({root})"
+
+
+def _generate(name: str, root: Path, cfg, subjects, progress: bool) -> None:
+    """Write a synthetic dataset or stand-in (skipped when an identical one is there)."""
+    from mer_core import synthetic, synthetic_standins
+
+    make = {"synthetic": synthetic.generate, "synthetic_samm": synthetic_standins.generate_samm,
+            "synthetic_smic": synthetic_standins.generate_smic}[name]
+    make(root, seed=cfg.synthetic_seed, size=cfg.synthetic_size,
+         amplitude=cfg.synthetic_amplitude, subjects=subjects or None, progress=progress)
+
+
+def _own_subjects(name: str, subjects) -> list[str] | None:
+    """The subjects of ``subjects`` (a subset over every part) that synthetic set ``name`` has."""
+    if not subjects:
+        return None
+    pattern = {"synthetic": r"sub\d+", "synthetic_samm": r"samm\d+", "synthetic_smic": r"s\d+"}
+    own = [s for s in subjects if pd.Series([s]).str.fullmatch(pattern[name]).iloc[0]]
+    return own
+
+
+def read_part(name: str, root: str | Path, cfg, subjects=None, progress: bool = True
+              ) -> tuple[pd.DataFrame, dict]:
+    """Generate (synthetic sets) and read one dataset of the data stage.
+
+    Args:
+        name: a :data:`mer_core.vocab.DATA_CHOICES` value other than ``composite``.
+        root: its folder.
+        cfg: the :class:`mer_core.config.DataConfig` (strict, sheet, band, labels, synthetic_*).
+        subjects: synthetic sets only: generate this subset (None: all).
+        progress: the generators' progress bars.
+
+    Returns:
+        (its index, before the protocol; its part record for ``dataset.json``: name,
+        description, synthetic, fps, aligned, apex_annotated, root, sheet, layout).
+    """
+    root = Path(root)
+    reader = vocab.STANDINS.get(name, name)
+    if name == "synthetic" or name in vocab.STANDINS:
+        _generate(name, root, cfg, subjects, progress)
+    options = {"strict": cfg.strict}
+    if cfg.sheet and cfg.dataset != "composite":
+        options["sheet"] = cfg.sheet
+    if reader == "smic":
+        options["band"] = cfg.band
+    index = load_index(reader, root, **options)
+    # generated frames are face crops by construction (the stand-ins use SAMM's and SMIC's
+    # layouts, whose readers say "raw frames")
+    aligned = bool(index.attrs["aligned"]) or name in vocab.STANDINS
+    fps = vocab.SMIC_BAND_FPS[cfg.band] if reader == "smic" else vocab.FPS[reader]
+    return index, {
+        "name": name, "description": _part_description(name, root, cfg),
+        "synthetic": name == "synthetic" or name in vocab.STANDINS, "fps": fps,
+        "aligned": aligned, "apex_annotated": bool(index.attrs.get("apex_annotated", True)),
+        "root": index.attrs["root"], "sheet": index.attrs["sheet"],
+        "layout": index.attrs["layout"]}
 
 
 def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool = True):
     """The ``data`` stage: (generate,) load, apply the protocol, write the index files.
 
     Args:
-        cfg: a :class:`mer_core.config.DataConfig`.
+        cfg: a :class:`mer_core.config.DataConfig`. ``dataset: composite`` reads every
+            ``parts`` entry (``<dataset>=<folder under root>``) and stacks them
+            (:func:`combine`); ``labels`` is then the official MEGC 2019 list, if given.
         out_dir: where ``index.csv``, ``excluded.csv`` and ``dataset.json`` go.
-        subjects: synthetic only: generate this subset (e.g. ``["sub01", "sub02"]``) for a
-            quick run; None = all 26.
+        subjects: synthetic sets only: generate this subset (e.g. ``["sub01", "samm006",
+            "s01"]``: each synthetic part takes its own) for a quick run; None = all.
         progress: show the generator's progress bar.
 
     Returns:
-        (index after the protocol, the ``dataset.json`` dict).
+        (index after the protocol, the ``dataset.json`` dict). ``dataset.json`` has ``parts``:
+        the index's ``dataset`` value -> that dataset's record (:func:`read_part`), and at the
+        top ``fps`` (the parts' common rate, else None: per clip from its part), ``aligned``
+        and ``apex_annotated`` (True only when true of every part).
 
     Raises:
-        ValueError: no clip is left; plus everything :func:`load_index` and
+        ValueError: no clip is left; ``subjects`` for a dataset that is not generated; two parts
+            read by the same reader; plus everything :func:`load_index` and
             :func:`apply_protocol` raise.
     """
-    from mer_core import io
-
-    if subjects and cfg.dataset != "synthetic":
+    generated = ("synthetic", *vocab.STANDINS)
+    names = [n for n, _ in cfg.part_list] if cfg.dataset == "composite" else [cfg.dataset]
+    if subjects and not set(names) & set(generated):
         raise ValueError("build_index: subjects= only selects synthetic subjects")
-    if cfg.dataset == "synthetic":
-        from mer_core import synthetic
-        synthetic.generate(cfg.root, seed=cfg.synthetic_seed, size=cfg.synthetic_size,
-                           amplitude=cfg.synthetic_amplitude, subjects=subjects or None,
-                           progress=progress)
-    options = {"strict": cfg.strict}
-    if cfg.sheet:
-        options["sheet"] = cfg.sheet
-    index = load_index(cfg.dataset, cfg.root, **options)
-    if index.attrs.get("apex_annotated") is False:
+    readers = [vocab.STANDINS.get(n, n) for n in names]
+    if len(set(readers)) != len(readers):
+        raise ValueError(f"data.parts {cfg.parts!r}: two parts are read as the same dataset "
+                         f"({', '.join(readers)}); give each dataset once")
+    folders = ([Path(cfg.root) / f for _, f in cfg.part_list] if cfg.dataset == "composite"
+               else [Path(cfg.root)])
+    indexes, parts = [], {}
+    for name, folder in zip(names, folders):
+        own = (_own_subjects(name, subjects) if cfg.dataset == "composite" else subjects) \
+            if name in generated else None
+        index, part = read_part(name, folder, cfg, own, progress)
+        indexes.append(index)
+        parts[vocab.STANDINS.get(name, name)] = part
+    index = combine(indexes) if cfg.dataset == "composite" else indexes[0]
+    if not any(p["apex_annotated"] for p in parts.values()):
         # the apex stage would fill every annotated-apex cache with spotter output and pick
         # the per-fold spotter without any annotation: refuse rather than mislabel the rows
         raise ValueError(f"data.dataset {cfg.dataset!r}: this dataset has no annotated apex, "
                          "and the pipeline cannot run it yet (annotated-apex rows, the per-fold "
                          "spotter choice and the apex scores need one; issue 15). Read it with "
                          f"mer_core.datasets.load_index({cfg.dataset!r}, root) meanwhile.")
-    out = apply_protocol(index, cfg.protocol)
+    clip_list = cfg.labels or None if cfg.dataset == "composite" else None
+    out = apply_protocol(index, cfg.protocol, clips=clip_list)
     ex = excluded(out)
     if out.empty:
         raise ValueError(f"{cfg.root}: no clip left after validation and protocol "
                          f"{cfg.protocol!r} ({len(ex)} excluded; see excluded(...))")
+    for name, part in parts.items():
+        kept = out[out["dataset"] == name]
+        part.update(n_clips=int(len(kept)), n_subjects=int(kept["subject"].nunique()))
+    rates = {p["fps"] for p in parts.values()}
     info = {
         "dataset": cfg.dataset,
         "description": describe(cfg, subjects),
-        "synthetic": cfg.dataset == "synthetic",
+        "synthetic": any(p["synthetic"] for p in parts.values()),
         "protocol": cfg.protocol,
         "labels": vocab.protocol_labels(cfg.protocol),
-        "fps": vocab.FPS[cfg.dataset],
-        "aligned": bool(out.attrs["aligned"]),
+        "fps": rates.pop() if len(rates) == 1 else None,
+        "aligned": all(p["aligned"] for p in parts.values()),
+        "apex_annotated": all(p["apex_annotated"] for p in parts.values()),
         "n_clips": int(len(out)),
         "n_excluded": int(len(ex)),
         "n_subjects": int(out["subject"].nunique()),
-        "layout": out.attrs["layout"],
-        "root": out.attrs["root"],
-        "sheet": out.attrs["sheet"],
+        "layout": out.attrs["layout"] if cfg.dataset != "composite" else "composite",
+        "root": out.attrs["root"] if cfg.dataset != "composite" else str(cfg.root),
+        "sheet": out.attrs["sheet"] if cfg.dataset != "composite" else "",
+        "parts": parts,
     }
+    if clip_list:
+        info["clip_list"] = str(clip_list)
+        info["n_list_disagreements"] = int(len(out.attrs.get("list_report", [])))
     handover.write_index(out_dir, out, ex, info)
     summary = exclusion_summary(out)
     print(f"{info['description']}: {info['n_clips']} clips of {info['n_subjects']} subjects "

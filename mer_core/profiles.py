@@ -52,11 +52,17 @@ def load_profile(name: str, directory: str | Path = PROFILES_DIR, _seen: tuple =
     parent = data.pop("extends", None)
     if parent is None:
         return data
+
     if not isinstance(parent, str) or not parent:
         raise ValueError(f"{path}: key 'extends' must be a profile name, got {parent!r}")
     if parent in _seen + (name,):
         raise ValueError(f"{path}: 'extends' cycle: {' -> '.join(_seen + (name, parent))}")
-    return merge(load_profile(parent, directory, _seen + (name,)), data)
+    base = load_profile(parent, directory, _seen + (name,))
+    out = merge(base, data)
+    keep = sorted(set(base.get("replace") or []) | set(data.get("replace") or []))
+    if keep:  # a parent's 'replace' list carries over (merge would overwrite the list)
+        out["replace"] = keep
+    return out
 
 
 def merge(base: dict, overrides: dict) -> dict:
@@ -124,14 +130,40 @@ def check(merged: dict, where: str) -> config.Params:
     return params
 
 
+def replaced(base: dict, overrides: dict) -> tuple[dict, list[str]]:
+    """Apply a profile's top-level ``replace: [section, ...]``: those sections of ``base`` take
+    exactly the profile's entries (``replace: [experiments]`` runs only the profile's rows).
+
+    Returns:
+        (the merged parameters, ``~section.key`` deletions for ``dvc exp run -S``).
+
+    Raises:
+        ValueError: ``replace`` is not a list of mapping sections the profile gives.
+    """
+    overrides = dict(overrides)
+    sections = overrides.pop("replace", None) or []
+    merged, removed = merge(base, overrides), []
+    if not isinstance(sections, list):
+        raise ValueError(f"profile key 'replace' must be a list of sections, got {sections!r}")
+    for sec in sections:
+        if not isinstance(overrides.get(sec), dict) or not isinstance(base.get(sec), dict):
+            raise ValueError(f"profile key 'replace' names {sec!r}, which is not a mapping "
+                             "section of both params.yaml and the profile")
+        merged[sec] = copy.deepcopy(overrides[sec])
+        removed += [f"~{sec}.{k}" for k in base[sec] if k not in overrides[sec]]
+    return merged, removed
+
+
 def command(name: str, params_file: str | Path = "params.yaml",
             directory: str | Path = PROFILES_DIR) -> list[str]:
     """The checked ``dvc exp run`` command line of profile ``name`` (a list of arguments)."""
     base = yaml.safe_load(Path(params_file).read_text())
     overrides = load_profile(name, directory)
-    check(merge(base, overrides), where=f"profile {name} ({Path(directory) / name}.yaml)")
+    merged, removed = replaced(base, overrides)
+    check(merged, where=f"profile {name} ({Path(directory) / name}.yaml)")
     cmd = ["dvc", "exp", "run"]
-    for arg in set_params(base, overrides):
+    for arg in removed + set_params(base, {k: v for k, v in overrides.items()
+                                           if k != "replace"}):
         cmd += ["-S", arg]
     return cmd
 

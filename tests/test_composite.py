@@ -257,3 +257,72 @@ def test_readers_stack_and_smic_second_segment(tmp_path):
     assert "smic/s01/s01_ne_01 segment 2 (frames 12345690..12345692)" in report.loc[3, "what"]
     assert set(ds.excluded(out)["sample_id"]) == \
         set(stack["sample_id"]) - set(out["sample_id"])
+
+
+def _data_cfg(root, **kw):
+    import dataclasses
+
+    from mer_core.config import DataConfig, section
+    base = {**dataclasses.asdict(DataConfig()), "root": str(root), "synthetic_size": 32,
+            "dataset": "composite", "protocol": "megc2019-3class",
+            "parts": "synthetic=casme2,synthetic_samm=samm,synthetic_smic=smic"}
+    return section(DataConfig, **{**base, **kw})
+
+
+@pytest.fixture(scope="module")
+def built_composite(tmp_path_factory):
+    root = tmp_path_factory.mktemp("composite")
+    cfg = _data_cfg(root / "sets")
+    index, info = ds.build_index(cfg, out_dir=root / "data", progress=False,
+                                 subjects=["sub01", "sub02", "samm006", "samm007", "s01", "s02"])
+    return root, cfg, index, info
+
+
+def test_data_stage_builds_the_composite_of_the_stand_ins(built_composite):
+    root, cfg, index, info = built_composite
+    assert set(index["dataset"]) == {"synthetic", "samm", "smic"}
+    assert set(index["subject"]) == {"sub01", "sub02", "samm006", "samm007", "s01", "s02"}
+    assert info["dataset"] == "composite" and info["synthetic"] and info["fps"] is None
+    assert info["labels"] == ["negative", "positive", "surprise"]
+    assert set(info["parts"]) == {"synthetic", "samm", "smic"}
+    smic, samm = info["parts"]["smic"], info["parts"]["samm"]
+    assert smic["fps"] == 100 and samm["fps"] == 200 and not smic["apex_annotated"]
+    assert samm["aligned"] and smic["aligned"]             # generated frames are face crops
+    assert "NOT real SAMM" in samm["description"] and "NOT real SMIC" in info["description"]
+    assert sum(p["n_clips"] for p in info["parts"].values()) == len(index)
+    # SAMM 006: 9/0/2, 007: 1/5/2; SMIC s01: 3/2/1, s02: 0/1/5 (the composite's counts)
+    assert len(index[index["dataset"] == "samm"]) == 19
+    assert len(index[index["dataset"] == "smic"]) == 12
+    assert index.loc[index["dataset"] == "smic", "apex"].isna().all()
+    written = ds.handover.read_index(root / "data" / "index.csv")
+    assert written["sample_id"].tolist() == index["sample_id"].tolist()
+
+
+def test_composite_apex_stage_scores_each_clip_at_its_rate(built_composite):
+    from mer_core import frame_cache
+    from mer_core.apex_stage import build_apex_stage
+    from mer_core.config import ApexConfig
+
+    root, cfg, index, info = built_composite
+    rep = build_apex_stage(index, info, ApexConfig(workers=1, image_size=16), root / "frames",
+                           root / "apex.csv", root / "apex_metrics.json", root / "rep.json",
+                           progress=False)
+    assert rep["n_cached"] == len(index) and not rep["no_annotated_apex"]["clips"]
+    # SMIC clips (no annotation) take their fold's spotter, chosen on annotated CASME/SAMM clips
+    smic = index.loc[index["dataset"] == "smic", "sample_id"].tolist()
+    assert set(smic) <= set(rep["annotated_fallback"]["clips"])
+    assert rep["metrics"]["frame_diff"]["n_scored"] == int(index["apex"].notna().sum())
+    choice = frame_cache.spotter_choice(root / "frames")
+    assert set(choice) == set(index["subject"])
+
+
+def test_a_dataset_without_any_annotated_apex_is_refused_by_the_data_stage(tmp_path):
+    cfg = _data_cfg(tmp_path, dataset="synthetic_smic", parts="")
+    with pytest.raises(ValueError, match="no annotated apex"):
+        ds.build_index(cfg, out_dir=tmp_path / "data", progress=False, subjects=["s01"])
+
+
+def test_two_parts_read_as_one_dataset_are_refused(tmp_path):
+    cfg = _data_cfg(tmp_path, parts="samm=SAMM,synthetic_samm=samm2")
+    with pytest.raises(ValueError, match="same dataset"):
+        ds.build_index(cfg, out_dir=tmp_path / "data", progress=False)

@@ -176,3 +176,29 @@ def test_profile_cost_counts_every_training_image_of_the_nested_selection():
     extra = 2 * 2 * ((3 + 4) + (4 + 4) + (4 + 3))         # lrs x epochs x per-epoch images
     assert nested["images"] == n_rows * 2 * (4 + 8 + 8) + n_rows * extra
     assert nested["trainings"] == n_rows * (3 + 3 * 2 * 2)
+
+
+def test_composite_profile_replaces_the_rows_and_reads_every_stand_in():
+    base = yaml.safe_load((ROOT / "params.yaml").read_text())
+    overrides = profiles.load_profile("composite", ROOT / "profiles")
+    merged, removed = profiles.replaced(base, overrides)
+    params = config.from_dict(merged, "profile composite")
+    assert set(params.experiments) == {"megc_onset", "megc_apex_spotted"}
+    assert sorted(removed) == sorted(f"~experiments.{k}" for k in base["experiments"])
+    assert params.data.dataset == "composite" and params.data.protocol == "megc2019-3class"
+    assert [n for n, _ in params.data.part_list] == ["synthetic", "synthetic_samm",
+                                                     "synthetic_smic"]
+    # no annotated apex in SMIC: nothing reads the annotated strategy
+    assert "annotated" not in {e.frames for e in params.experiments.values()}
+    assert params.baselines.apex == "spotted:best"
+    cmd = profiles.command("composite", ROOT / "params.yaml", ROOT / "profiles")
+    assert "~experiments.onset" in cmd and "replace" not in " ".join(cmd)
+
+
+def test_replace_is_checked_and_inherited(tmp_path):
+    (tmp_path / "a.yaml").write_text("replace: [experiments]\nexperiments: {x: {frames: onset, "
+                                     "backbone: resnet50, loss: ce}}\n")
+    (tmp_path / "b.yaml").write_text("extends: a\ntrain: {epochs: 2}\n")
+    assert profiles.load_profile("b", tmp_path)["replace"] == ["experiments"]
+    with pytest.raises(ValueError, match="not a mapping section"):
+        profiles.replaced({"train": {}}, {"replace": ["train"]})
