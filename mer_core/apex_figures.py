@@ -1,22 +1,23 @@
 """Figures and display helpers of the apex stage (``notebooks/01_apex_extraction.ipynb``).
 
 The stage itself is :func:`mer_core.apex_stage.build_apex_stage`; this module only shows what it
-wrote: the spotters' errors against the annotated apex, the per-frame curves of a few clips and
-the cached crops of every frame strategy. Figures are returned (not shown or saved) so the
-notebook displays them and writes them where ``dvc.yaml`` expects them.
+wrote: the spotters' errors against the annotated apex, the per-frame curves of a few clips, the
+face alignment of raw frames and the cached crops of every frame strategy. Figures are returned
+(not shown or saved) so the notebook displays them and writes them where ``dvc.yaml`` expects them.
 """
 from __future__ import annotations
 
 from typing import Mapping, Sequence
 
+import cv2
 import numpy as np
 import pandas as pd
 
-from mer_core import apex_stage, frame_cache, vocab
+from mer_core import apex_stage, faces, frame_cache, vocab
 
 #: The keys of :func:`mer_core.apex_stage.build_apex_stage`'s result the notebook reports last.
-REPORT_KEYS = ("n_index", "n_cached", "skipped", "no_face_centre_crop", "annotated_fallback",
-               "seconds")
+REPORT_KEYS = ("n_index", "n_cached", "skipped", "no_face_centre_crop", "face_alignment",
+               "annotated_fallback", "seconds")
 
 
 def dataset_line(info: Mapping, n_clips: int) -> str:
@@ -29,7 +30,8 @@ def dataset_line(info: Mapping, n_clips: int) -> str:
     Returns:
         The line, e.g. ``**Dataset: ...** · 255 clips · aligned faces (resize only)``.
     """
-    crop = "aligned faces (resize only)" if info["aligned"] else "raw frames (Haar face crop)"
+    crop = "aligned faces (resize only)" if info["aligned"] else \
+        "raw frames (eye-aligned Haar face crop)"
     return f"**Dataset: {info['description']}** · {n_clips} clips · {crop}"
 
 
@@ -297,9 +299,10 @@ def flow_figure(frames_dir, index: pd.DataFrame, labels: Sequence[str],
 
 
 def stage_report(result: Mapping) -> dict:
-    """What the stage had to work around (skipped clips, centre crops, annotation fallbacks)
-    and its timings: the :data:`REPORT_KEYS` of :func:`mer_core.apex_stage.build_apex_stage`'s
-    result.
+    """What the stage had to work around (skipped clips, centre crops, box crops without eyes,
+    annotation fallbacks) and its timings: the :data:`REPORT_KEYS` of
+    :func:`mer_core.apex_stage.build_apex_stage`'s result (the per-clip transforms of
+    ``face_alignment`` left out).
 
     Args:
         result: the stage's result dict.
@@ -307,9 +310,125 @@ def stage_report(result: Mapping) -> dict:
     Returns:
         The sub-dict, ready for ``json.dumps``.
     """
-    return {k: result[k] for k in REPORT_KEYS}
+    out = {k: result[k] for k in REPORT_KEYS}
+    if isinstance(out["face_alignment"], Mapping):
+        out["face_alignment"] = {k: v for k, v in out["face_alignment"].items()
+                                 if k != "transforms"}
+    return out
+
+
+# ---------------------------------------------------------------------------- face alignment
+
+def alignment_note(info: Mapping, result: Mapping) -> str:
+    """One Markdown line on how the clips' faces were cut.
+
+    Args:
+        info: ``data/dataset.json`` (``aligned``).
+        result: the stage's result (``face_alignment``, ``no_face_centre_crop``,
+            ``image_size``).
+
+    Returns:
+        Aligned data: that the frames are face crops already (resize only, nothing to show);
+        raw frames: how many clips were aligned by their eyes, which fell back to the face box
+        crop (no eyes) and which to the centre crop (no face).
+    """
+    if info["aligned"]:
+        return (f"**Frames are face crops already** (`dataset.json`: aligned): no detection, "
+                f"no alignment; every frame is resized to {result['image_size']} px. Nothing "
+                "to show.")
+    fa = result["face_alignment"]
+    box, centre = fa["no_eyes_box_crop"], result["no_face_centre_crop"]
+    line = (f"**Face alignment:** {fa['aligned_by_eyes']} clips aligned by their eyes, "
+            f"{len(box)} box crops (no eyes), {len(centre)} centre crops (no face).")
+    if box:
+        line += " No eyes: " + ", ".join(f"`{s}`" for s in box) + "."
+    return line
+
+
+def alignment_examples(index: pd.DataFrame, info: Mapping, result: Mapping, apex_cfg,
+                       n: int = 4) -> list[dict]:
+    """The onset frames of a few raw clips with their cut (:func:`mer_core.faces.align_clip`).
+
+    Clips aligned by their eyes first, then box crops (no eyes), then centre crops (no face),
+    ``n`` in all, at most ``n - 1`` of the first kind while the others exist.
+
+    Args:
+        index: the sample index.
+        info: ``data/dataset.json`` (``aligned``).
+        result: the stage's result (``face_alignment``, ``no_face_centre_crop``).
+        apex_cfg: the stage's :class:`mer_core.config.ApexConfig` (``face_margin``).
+        n: clips to show.
+
+    Returns:
+        ``[{"sample_id", "frame" (onset, RGB), "cut" (:class:`mer_core.faces.ClipCrop`)}]``;
+        empty for aligned data.
+    """
+    if info["aligned"]:
+        return []
+    fa = result["face_alignment"]
+    box, centre = list(fa["no_eyes_box_crop"]), list(result["no_face_centre_crop"])
+    bad = set(box) | set(centre)
+    eyes = [s for s in fa.get("transforms", {}) if s not in bad]
+    others = box[:max(1, n // 4)] + centre[:max(1, n // 4)]
+    chosen = (eyes[:max(n - len(others), 1)] + others)[:n]
+    rows = index.set_index("sample_id")
+    out = []
+    for sid in chosen:
+        row = rows.loc[sid]
+        frame = apex_stage.read_clip(row["frames_dir"], row["onset"], row["onset"], sid)[0]
+        cut = faces.align_clip(frame, False, float(apex_cfg.face_margin), where=sid)
+        out.append({"sample_id": sid, "frame": frame, "cut": cut})
+    return out
+
+
+def alignment_figure(examples: Sequence[Mapping], size: int):
+    """Raw onset frame, aligned face and cached crop of each clip (one row per clip).
+
+    The raw frame shows the Haar face box (yellow), the eye centres (red) and the outline of
+    what is cut (cyan: the eye-aligned square, mapped back into the frame, or the box).
+
+    Args:
+        examples: :func:`alignment_examples`'s list.
+        size: side of the cached crops (``image_size``).
+
+    Returns:
+        A matplotlib Figure with three axes per clip, or None when ``examples`` is empty
+        (aligned data: nothing to show).
+    """
+    if not examples:
+        return None
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(len(examples), 3, figsize=(7.5, 2.5 * len(examples)),
+                             squeeze=False)
+    for ax_row, ex in zip(axes, examples):
+        frame, cut = ex["frame"], ex["cut"]
+        native = cut.native(frame)
+        ax = ax_row[0]
+        ax.imshow(frame)
+        if cut.face is not None:
+            x, y, w, h = cut.face
+            ax.add_patch(plt.Rectangle((x, y), w, h, fill=False, color="yellow", lw=1))
+        if cut.eyes is not None:
+            ax.plot(*zip(*cut.eyes), "r+", ms=8)
+        k = native.shape[0]
+        inverse = cv2.invertAffineTransform(cut.transform(k))
+        corners = np.array([[0, 0, 1], [k, 0, 1], [k, k, 1], [0, k, 1], [0, 0, 1]], float)
+        outline = corners @ inverse.T
+        ax.plot(outline[:, 0], outline[:, 1], color="cyan", lw=1)
+        ax.set_ylabel(str(ex["sample_id"]).split("/", 1)[-1], fontsize=7)
+        ax.set_title(f"raw onset ({cut.how}{': ' + cut.note if cut.note else ''})", fontsize=8)
+        ax_row[1].imshow(native)
+        ax_row[1].set_title(f"aligned ({native.shape[1]} x {native.shape[0]} px)", fontsize=8)
+        ax_row[2].imshow(cut.crop(frame, size))
+        ax_row[2].set_title(f"cached crop ({size} px)", fontsize=8)
+        for a in ax_row:
+            a.set_xticks([]), a.set_yticks([])
+    fig.tight_layout()
+    return fig
 
 
 __all__ = ["REPORT_KEYS", "dataset_line", "metrics_table", "best_note", "apex_errors",
            "error_figure", "example_clips", "example_curves", "spotting_curves_figure",
-           "example_crops", "crops_figure", "flow_figure", "stage_report"]
+           "example_crops", "crops_figure", "flow_figure", "stage_report", "alignment_note",
+           "alignment_examples", "alignment_figure"]

@@ -20,8 +20,11 @@ Frame strategies (Table 4 rows; :func:`mer_core.vocab.cached_strategies`):
   and ``spotter_choice.csv``.
 
 Face crop (:mod:`mer_core.faces`): aligned data is only resized to ``image_size``; raw frames get
-one Haar-cascade box per clip, widened by ``face_margin``. No face found: a warning, a centre
-crop, and the clip listed in the report.
+one transform per clip, decided on its onset frame and applied to every frame (the motion
+between frames is kept): the eye-aligned similarity warp (eye line level, fixed inter-ocular
+distance and eye position, framed like the Haar box widened by ``face_margin``); no eye pair:
+the Haar box crop, unrotated, and the clip listed in the report (``no eyes: box crop``); no
+face: a warning, a centre crop, and the clip listed in the report.
 
 Outputs (all written atomically; formats in :mod:`mer_core.frame_cache` for the arrays and
 :mod:`mer_core.handover` for the tables):
@@ -44,7 +47,8 @@ Outputs (all written atomically; formats in :mod:`mer_core.frame_cache` for the 
   (``best`` there is descriptive only: it chooses nothing) and ``per_fold`` (how many folds
   chose each spotter);
 - ``data/apex_report.json``: what happened (skipped clips, centre-cropped clips, annotated
-  fallbacks, timings).
+  fallbacks, timings) and ``face_alignment`` (clips aligned by their eyes, box-crop fallbacks,
+  raw data: every clip's 2 x 3 transform from frame px to the cached crop).
 
 Unreadable or missing frames: with ``strict=True`` the stage stops with an error naming the clip
 and the file. With ``strict=False`` the clip is *removed from every cache* (all strategies stay
@@ -72,7 +76,7 @@ import pandas as pd
 
 from mer_core import apex as apex_mod
 from mer_core import apex_images, apex_scores, frame_cache, handover, io, motion, vocab
-from mer_core.faces import FaceNotFoundWarning, crop, face_box
+from mer_core.faces import FaceNotFoundWarning, align_clip, eye_geometry
 from mer_core.images import frame_paths, read_frames
 
 logger = logging.getLogger(__name__)
@@ -121,8 +125,10 @@ def process_clip(task: dict) -> dict:
 
     Returns:
         ``sample_id``, ``error`` (None, or the reason when ``strict`` is False), ``n_frames``,
-        ``face`` (aligned | haar | centre), ``box``, ``picks`` {key: 0-based index} for
-        onset / middle / random / annotated (absent if NA) / ``spotted:<m>``, ``crops``
+        ``face`` (aligned | eyes | haar | centre: :class:`mer_core.faces.ClipCrop`), ``box``,
+        ``alignment`` (:meth:`mer_core.faces.ClipCrop.record` at ``image_size``), ``picks``
+        {key: 0-based index} for onset / middle / random / annotated (absent if NA) /
+        ``spotted:<m>``, ``crops``
         {0-based index: S x S x 3 uint8}, ``clip`` (T x S x S grey uint8: ``clip_frames`` frames
         evenly spaced over the clip, 0-based indices in ``clip_frames``), ``flows`` {key: the
         onset -> apex flow image (:func:`mer_core.motion.flow_image`)} for ``annotated`` and
@@ -143,10 +149,10 @@ def process_clip(task: dict) -> dict:
     n = len(frames)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", FaceNotFoundWarning)
-        box, how = face_box(frames[0], task["aligned"], task["face_margin"], where=sid)
+        cut = align_clip(frames[0], task["aligned"], task["face_margin"], where=sid)
     out["warnings"] = [str(w.message) for w in caught]
-    x0, y0, x1, y1 = box
-    gray = np.stack([cv2.cvtColor(f[y0:y1, x0:x1], cv2.COLOR_RGB2GRAY) for f in frames])
+    # one cut for every frame (eye-aligned warp or box), so spotting sees the clip's own motion
+    gray = np.stack([cv2.cvtColor(cut.native(f), cv2.COLOR_RGB2GRAY) for f in frames])
     picks = {"onset": 0, "middle": (n - 1) // 2,
              "random": random_index(sid, n, task["random_seed"])}
     apex = task.get("apex")
@@ -158,10 +164,10 @@ def process_clip(task: dict) -> dict:
         curves[m] = c.astype(np.float32)
         picks[vocab.spotted(m)] = apex_mod.locate(c, m, **task["options"])
     size = int(task["image_size"])
-    crops = {i: crop(frames[i], box, size) for i in sorted(set(picks.values()))}
+    crops = {i: cut.crop(frames[i], size) for i in sorted(set(picks.values()))}
     # the clip LBP-TOP reads: T frames evenly spaced over onset..offset (repeats if n < T)
     steps = np.linspace(0, n - 1, int(task.get("clip_frames", 16))).round().astype(int)
-    clip = np.stack([cv2.cvtColor(crop(frames[i], box, size), cv2.COLOR_RGB2GRAY)
+    clip = np.stack([cv2.cvtColor(cut.crop(frames[i], size), cv2.COLOR_RGB2GRAY)
                      for i in steps])
     # onset -> apex optical flow of every apex strategy, on the same crops
     apexes = {k: i for k, i in picks.items() if k == "annotated" or vocab.spotter_of(k)}
@@ -169,7 +175,8 @@ def process_clip(task: dict) -> dict:
         apexes = {}
     flows = {k: motion.flow_image(crops[0], crops[i]) for k, i in apexes.items()}
     diffs = {k: motion.difference(crops[0], crops[i]) for k, i in apexes.items()}
-    out.update(n_frames=n, face=how, box=box, picks=picks, crops=crops, clip=clip,
+    out.update(n_frames=n, face=cut.how, box=cut.box, alignment=cut.record(size), picks=picks,
+               crops=crops, clip=clip,
                clip_frames=steps.tolist(), flows=flows, diffs=diffs)
     if task.get("keep_curves"):
         out["curves"] = curves
@@ -359,6 +366,11 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
             no_face.append(r["sample_id"])
             for w in r.get("warnings", []):
                 warnings.warn(w, FaceNotFoundWarning, stacklevel=2)
+    by_eyes = [r["sample_id"] for r in kept if r["face"] == "eyes"]
+    box_crop = [r["sample_id"] for r in kept if r["face"] == "haar"]
+    if box_crop:
+        logger.warning("apex: %d clips: face found but no eye pair, box crop without rotation: "
+                       "%s", len(box_crop), ", ".join(box_crop))
 
     report = {
         "dataset": dataset_info.get("description", dataset_info.get("dataset", "")),
@@ -371,6 +383,8 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         "strict": bool(strict), "max_clips": int(max_clips or 0),
         "n_index": int(len(index)), "n_cached": len(kept), "n_frames": int(sum(r["n_frames"] for r in kept)),
         "skipped": skipped, "no_face_centre_crop": no_face,
+        "face_alignment": _alignment_report(kept, aligned, by_eyes, box_crop, no_face,
+                                            float(apex_cfg.face_margin)),
         "annotated_fallback": {"strategy": "spotted:best (the spotter of each fold)",
                                "clips": fallback},
         "no_annotated_apex": {"clips": unresolved, "effect": (
@@ -396,6 +410,20 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     }
     io.write_json(report_json, report)
     return {**report, "metrics": metrics}
+
+
+def _alignment_report(kept, aligned, by_eyes, box_crop, no_face, margin) -> dict:
+    span, row = eye_geometry(margin)
+    rule = ("aligned data: whole frame resized" if aligned else
+            f"one similarity transform per clip from its onset frame's eyes (Haar), applied to "
+            f"every frame: eye line level, inter-ocular distance {span:.3f} of the side, eye "
+            f"midpoint at (0.5, {row:.3f}); no eye pair: face box crop (no rotation); no "
+            f"face: centre crop")
+    return {"rule": rule, "aligned_by_eyes": len(by_eyes), "no_eyes_box_crop": box_crop,
+            "no_face_centre_crop": len(no_face),
+            # raw data: frame px -> cached crop px, per clip (aligned data: a plain resize)
+            "transforms": {} if aligned else
+            {r["sample_id"]: r["alignment"]["transform"] for r in kept}}
 
 
 def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> dict:

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 import warnings
 
 import cv2
@@ -345,6 +346,58 @@ def test_unaligned_clip_without_a_face_is_centre_cropped_and_reported(tmp_path, 
     report = json.loads((out / "apex_report.json").read_text())
     assert report["no_face_centre_crop"] == index["sample_id"].tolist()
     assert report["aligned"] is False
+
+
+def test_raw_clips_are_eye_aligned_or_box_cropped_and_counted(tmp_path, monkeypatch, caplog):
+    """Raw frames: the first clip's eyes are found (injected), the second's are not. The report
+    counts both, lists the box crop, gives every clip's transform, and every cached frame of a
+    clip is cut by that clip's one transform."""
+    from mer_core.images import frame_paths, read_frames
+
+    index = write_dataset(tmp_path / "data", size=64, clips=SMALL[:2])
+    calls = []
+
+    def fake_eyes(image, face):     # the first clip: eyes centred at (18, 22) and (44, 26)
+        calls.append(face)
+        return [(14, 18, 8, 8), (40, 22, 8, 8)] if len(calls) == 1 else []
+
+    monkeypatch.setattr(faces, "detect_face", lambda image: (8, 8, 48, 48))
+    monkeypatch.setattr(faces, "detect_eyes", fake_eyes)
+    with caplog.at_level("WARNING", logger="mer_core.apex_stage"):
+        out, rep = run_stage(tmp_path, index, aligned=False)
+    ids = index["sample_id"].tolist()
+    report = json.loads((out / "apex_report.json").read_text())
+    fa = report["face_alignment"]
+    assert fa["aligned_by_eyes"] == 1 and fa["no_eyes_box_crop"] == [ids[1]]
+    assert fa["no_face_centre_crop"] == 0 and report["no_face_centre_crop"] == []
+    assert "inter-ocular distance 0.286 of the side" in fa["rule"]
+    assert any("no eye pair, box crop" in r.getMessage() and ids[1] in r.getMessage()
+               for r in caplog.records)
+    assert set(fa["transforms"]) == set(ids)
+    tilted = np.array(fa["transforms"][ids[0]])
+    assert math.degrees(math.atan2(-tilted[1, 0], tilted[0, 0])) == \
+        pytest.approx(math.degrees(math.atan2(4, 26)), abs=1e-3)    # eye line turned level
+    np.testing.assert_allclose(fa["transforms"][ids[1]],
+                               faces.box_transform(faces.square_box((8, 8, 48, 48), 0.2, 64, 64),
+                                                   32), atol=1e-5)
+    # the cached onset and annotated frames: one cut per clip, decided on the onset
+    onset = frame_cache.load_cache(out / "frames", "onset", index)
+    annotated = frame_cache.load_cache(out / "frames", "annotated", index)
+    for k, row in enumerate(index.itertuples()):
+        calls[:] = [] if k == 0 else [None]
+        frames = read_frames(frame_paths(row.frames_dir, row.onset, row.offset))
+        cut = faces.align_clip(frames[0], aligned=False)
+        assert cut.how == ("eyes", "haar")[k]
+        assert cut.record(32)["note"] == ("", "no eyes: box crop")[k]
+        assert np.array_equal(onset[k], cut.crop(frames[0], 32))
+        assert np.array_equal(annotated[k], cut.crop(frames[row.apex - row.onset], 32))
+
+
+def test_aligned_data_reports_no_alignment(built):
+    index, out, rep = built
+    fa = json.loads((out / "apex_report.json").read_text())["face_alignment"]
+    assert fa == {"rule": "aligned data: whole frame resized", "aligned_by_eyes": 0,
+                  "no_eyes_box_crop": [], "no_face_centre_crop": 0, "transforms": {}}
 
 
 def test_max_clips_and_bad_config(tmp_path):

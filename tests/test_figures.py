@@ -125,6 +125,43 @@ def test_apex_tables_and_lines():
         set(apex_figures.stage_report(result)) == set(apex_figures.REPORT_KEYS)
 
 
+def test_alignment_note_examples_and_figure(monkeypatch):
+    from mer_core import faces
+
+    ids = ["x/s0/c0", "x/s0/c1", "x/s0/c2", "x/s1/c3"]
+    result = {"image_size": 32, "no_face_centre_crop": ["x/s1/c3"],
+              "face_alignment": {"aligned_by_eyes": 2, "no_eyes_box_crop": ["x/s0/c2"],
+                                 "transforms": {sid: [] for sid in ids}}}
+    aligned = {"aligned": True}
+    assert apex_figures.alignment_note(aligned, result).startswith(
+        "**Frames are face crops already**")
+    assert apex_figures.alignment_examples(pd.DataFrame(), aligned, result, ApexConfig()) == []
+    assert apex_figures.alignment_figure([], 32) is None          # aligned data: nothing drawn
+    raw = {"aligned": False}
+    assert apex_figures.alignment_note(raw, result) == (
+        "**Face alignment:** 2 clips aligned by their eyes, 1 box crops (no eyes), 1 centre "
+        "crops (no face). No eyes: `x/s0/c2`.")
+    index = pd.DataFrame({"sample_id": ids, "frames_dir": "nowhere", "onset": 5})
+    frame = np.full((90, 120, 3), 100, np.uint8)
+    monkeypatch.setattr(apex_figures.apex_stage, "read_clip", lambda d, on, off, sid: frame[None])
+    found = {"x/s0/c0": ((50.0, 40.0), (70.0, 44.0)), "x/s0/c1": ((48.0, 40.0), (72.0, 40.0))}
+    monkeypatch.setattr(faces, "align_clip", lambda f, aligned, margin, where: (
+        faces.ClipCrop("eyes", (30, 15, 90, 75), face=(40, 25, 40, 40), eyes=found[where],
+                       matrix=faces.similarity_from_eyes(*found[where], 70), side=70)
+        if where in found else
+        faces.ClipCrop("haar", (30, 15, 90, 75), note=faces.NO_EYES, face=(40, 25, 40, 40))
+        if where == "x/s0/c2" else
+        faces.ClipCrop("centre", (15, 0, 105, 90), note=faces.NO_FACE)))
+    examples = apex_figures.alignment_examples(index, raw, result, ApexConfig(), n=4)
+    assert [e["sample_id"] for e in examples] == ids
+    fig = apex_figures.alignment_figure(examples, 32)
+    assert len(fig.axes) == 12 and all(len(ax.images) == 1 for ax in fig.axes)
+    assert [ax.get_title() for ax in fig.axes[:3]] == [
+        "raw onset (eyes)", "aligned (70 x 70 px)", "cached crop (32 px)"]
+    assert fig.axes[6].get_title() == "raw onset (haar: no eyes: box crop)"
+    assert fig.axes[5].images[0].get_array().shape == (32, 32, 3)
+
+
 # ---------------------------------------------------------------------------- train stage
 
 def _preds():
