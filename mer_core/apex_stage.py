@@ -374,7 +374,9 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
 
     report = {
         "dataset": dataset_info.get("description", dataset_info.get("dataset", "")),
-        "aligned": aligned, "fps": fps, "methods": methods, "best_all_clips": best,
+        "aligned": aligned if isinstance(aligned, bool) else all(aligned),
+        "fps": fps if not isinstance(fps, dict) else sorted(set(fps.values())),
+        "methods": methods, "best_all_clips": best,
         "options": {m: {k: (list(v) if isinstance(v, tuple) else v)
                          for k, v in apex_mod._options(opts, m).items()}
                     for m in methods if m != "middle"},
@@ -414,6 +416,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
 
 def _alignment_report(kept, aligned, by_eyes, box_crop, no_face, margin) -> dict:
     span, row = eye_geometry(margin)
+    aligned = all(aligned) if isinstance(aligned, list) else aligned  # a composite: per clip
     rule = ("aligned data: whole frame resized" if aligned else
             f"one similarity transform per clip from its onset frame's eyes (Haar), applied to "
             f"every frame: eye line level, inter-ocular distance {span:.3f} of the side, eye "
@@ -423,7 +426,7 @@ def _alignment_report(kept, aligned, by_eyes, box_crop, no_face, margin) -> dict
             "no_face_centre_crop": len(no_face),
             # raw data: frame px -> cached crop px, per clip (aligned data: a plain resize)
             "transforms": {} if aligned else
-            {r["sample_id"]: r["alignment"]["transform"] for r in kept}}
+            {r["sample_id"]: r["alignment"]["transform"] for r in kept if r["face"] != "aligned"}}
 
 
 def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> dict:
