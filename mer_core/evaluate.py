@@ -6,6 +6,10 @@ subject-bootstrap intervals and paired differences of :mod:`mer_core.stats`) and
 ``reports/plots/confusion_<experiment>.csv`` (DVC plots); builds the notebook's coverage,
 confusion, per-class and per-subject tables and figures. The leakage check is
 :mod:`mer_core.leakage`.
+
+On a composite (clips of several datasets, MEGC 2019) the headline numbers pool every clip (the
+composite score) and each entry gains a ``per_dataset`` block: every dataset's clips scored alone
+(:func:`mer_core.stats.per_dataset`), shown by :func:`per_dataset_table`.
 """
 from __future__ import annotations
 
@@ -20,7 +24,7 @@ from mer_core.charts import plot_grouped, save_figure
 from mer_core.handover import PREDICTIONS_CSV, check_predictions, read_predictions
 from mer_core.metrics import (HEADLINE, compute, confusion_frame, fold_average, per_subject_accuracy,
                               seed_summary)
-from mer_core.stats import bootstrap_ci, subject_bootstrap
+from mer_core.stats import bootstrap_ci, per_dataset, subject_bootstrap
 
 
 # ----------------------------------------------------------------------------------------------
@@ -88,6 +92,11 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
       or baseline; a baseline's frames, backbone and loss are "" and ``display`` names it)
       and, when there are baselines, ``best_baseline`` (the one with the highest pooled UF1)
       with the paired differences to it: m_diff_baseline, m_diff_baseline_ci_low/high;
+      when the clips come from several datasets (a composite: the headline then pools them
+      all, the MEGC 2019 composite score), ``per_dataset``: ``{dataset: {m, m_std, m_ci_low,
+      m_ci_high, m_diff, m_diff_ci_low/high, n, n_subjects}}`` of that dataset's clips alone,
+      its intervals resampling that dataset's subjects (:func:`mer_core.stats.per_dataset`;
+      no such key for one dataset);
     * ``<reports_dir>/plots/confusion_<experiment>.csv``: columns ``actual, predicted``, one row
       per clip of the smallest seed (DVC plots, ``template: confusion``).
 
@@ -151,6 +160,8 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
     best = max(base_names, key=lambda b: out[b]["uf1"]) if base_names else None
     vs_best = subject_bootstrap(preds, labels, n=n_boot, ci=ci, seed=seed, reference=best,
                                 metrics=HEADLINE) if best else {}
+    by_dataset = per_dataset(preds, labels, n=n_boot, ci=ci, seed=seed, reference=reference,
+                             metrics=HEADLINE)
     for name in names + base_names:
         out[name].update(boot[name])
         out[name].update(n_bootstrap=int(n_boot), ci_level=float(ci), ci_unit="subject",
@@ -159,14 +170,17 @@ def evaluate_experiments(results_dir: str | Path, experiments: Mapping | Sequenc
             out[name]["best_baseline"] = best
             out[name].update({k.replace("_diff", "_diff_baseline"): v
                               for k, v in vs_best[name].items() if "_diff" in k})
+        if by_dataset:
+            out[name]["per_dataset"] = by_dataset[name]
         out[name] = _json_safe(out[name])
     handover.write_metrics(reports_dir, out)
     return out
 
 
 def _json_safe(d: dict) -> dict:
-    """NaN -> None (``io.write_json`` refuses NaN, and JSON has none)."""
-    return {k: (None if isinstance(v, float) and np.isnan(v) else v) for k, v in d.items()}
+    """NaN -> None, also in nested dicts (``io.write_json`` refuses NaN, and JSON has none)."""
+    return {k: _json_safe(v) if isinstance(v, dict)
+            else None if isinstance(v, float) and np.isnan(v) else v for k, v in d.items()}
 
 
 # ----------------------------------------------------------------------------------------------
@@ -179,6 +193,43 @@ def summary_columns(summary: pd.DataFrame) -> list[str]:
         cols += [m] + [f"{m}{s}" for s in ("_ci_low", "_ci_high", "_clip_ci_low", "_clip_ci_high",
                                            "_std", "_diff", "_diff_ci_low", "_diff_ci_high")]
     return [c for c in cols if c in summary.columns]
+
+
+def per_dataset_table(metric_map: Mapping[str, Mapping], parts: Mapping | None = None,
+                      metrics: Sequence[str] = ("uf1", "uar")) -> pd.DataFrame:
+    """UF1 and UAR of every row per dataset next to the composite (all clips pooled), long
+    format, from ``metrics.json``'s ``per_dataset`` blocks.
+
+    Args:
+        metric_map: ``metrics.json`` content.
+        parts: ``data/dataset.json``'s ``parts`` (dataset -> ``{"name", ...}``): the order and
+            display names of the datasets; None: the order of ``metrics.json``, the dataset
+            values as names.
+        metrics: which metrics (each with its interval).
+
+    Returns:
+        Columns experiment, dataset (the part's name; "Composite" for the pooled score), n,
+        n_subjects, and m, m_ci_low, m_ci_high per metric: per experiment the composite row,
+        then a row per dataset. Empty (no rows) when no entry has a ``per_dataset`` block
+        (one dataset).
+    """
+    cols = ["experiment", "dataset", "n", "n_subjects"]
+    for m in metrics:
+        cols += [m, f"{m}_ci_low", f"{m}_ci_high"]
+    rows = []
+    for name, entry in metric_map.items():
+        blocks = entry.get("per_dataset") or {}
+        if not blocks:
+            continue
+        order = [d for d in (parts or {}) if d in blocks] + \
+            [d for d in blocks if d not in (parts or {})]
+        rows.append({**{c: entry.get(c) for c in cols}, "experiment": name,
+                     "dataset": "Composite"})
+        for d in order:
+            shown = ((parts or {}).get(d) or {}).get("name") or d
+            rows.append({**{c: blocks[d].get(c) for c in cols}, "experiment": name,
+                         "dataset": shown})
+    return pd.DataFrame(rows, columns=cols)
 
 
 def coverage(predictions: Mapping[str, pd.DataFrame], n_index: int) -> pd.DataFrame:
@@ -287,6 +338,7 @@ def plot_per_subject(per_subject_df: pd.DataFrame, path: str | Path | None = Non
                         ylabel="accuracy")
 
 
-__all__ = ["evaluate_predictions", "evaluate_experiments", "summary_columns", "coverage",
+__all__ = ["evaluate_predictions", "evaluate_experiments", "summary_columns",
+           "per_dataset_table", "coverage",
            "confusions", "per_class_f1", "per_subject", "plot_confusions", "plot_per_class_f1",
            "plot_per_subject"]

@@ -39,7 +39,7 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
 
     Args:
         dataset: ``data/dataset.json`` content (description, synthetic, protocol, labels,
-            n_clips, n_excluded).
+            n_clips, n_excluded; on a composite ``parts``, see :func:`composite_line`).
         train: ``config.TrainConfig`` (or a mapping with seeds/seed+n_seeds, epochs,
             image_size, lr, batch_size, schedule, optimizer, augment, pretrained).
         n_boot, ci: bootstrap settings (the intervals resample subjects).
@@ -93,6 +93,9 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
         f"difference to the reference row with its interval from the same resamples; best "
         f"experiment value per column in bold.",
     ]
+    composite = composite_line(dataset)
+    if composite:
+        lines.append(composite)
     if reference:
         on = f" on seed {mcnemar_seed}" if mcnemar_seed is not None else ""
         family = (f" over each table's tests (Table 4: {n_tests})" if n_tests
@@ -114,6 +117,34 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
     lines += [f"- {m}" for m in machine]
     lines.append(f"- {PAPER_NOTE}")
     return lines
+
+
+def composite_line(dataset: Mapping) -> str | None:
+    """How a composite's scores were made (MEGC 2019), from ``data/dataset.json``'s ``parts``.
+
+    Args:
+        dataset: ``data/dataset.json`` content; ``parts``: dataset value -> ``{"name",
+            "synthetic", "n_clips", "n_subjects", ...}`` (any of them may be missing).
+
+    Returns:
+        The bullet line, or None when ``parts`` is absent or names fewer than two datasets.
+    """
+    parts = dataset.get("parts") or {}
+    if not isinstance(parts, Mapping) or len(parts) < 2:
+        return None
+
+    def part(key, info):
+        info = info if isinstance(info, Mapping) else {}
+        facts = [f"`{key}`"] + ["SYNTHETIC"] * bool(info.get("synthetic"))
+        facts += [f"{info[k]} {w}" for k, w in (("n_clips", "clips"), ("n_subjects", "subjects"))
+                  if info.get(k) is not None]
+        return f"{info.get('name') or key} ({', '.join(facts)})"
+
+    return (f"- **Composite (MEGC 2019):** the Composite columns pool the predictions of all "
+            f"parts' clips and score them once (the challenge's composite score); the columns "
+            f"headed by a part's name score that part's clips alone, their intervals resampling "
+            f"that part's subjects only. Parts: "
+            + "; ".join(part(k, v) for k, v in parts.items()) + ".")
 
 
 def baselines_line(cfg, clip_frames: int | None, best: str | None) -> str:

@@ -8,6 +8,9 @@
   narrower, and wrong, the clip-level interval is.
 * **Several comparisons.** McNemar p-values of a table are Holm-adjusted (:func:`holm`).
 * **Several seeds.** A resample scores the mean over seeds, as the headline number does.
+* **Several datasets** (the MEGC 2019 composite). The headline pools every clip (the composite
+  score); :func:`per_dataset` scores each dataset's clips alone, its intervals resampling that
+  dataset's subjects only.
 
 Scores follow the conventions of :mod:`mer_core.metrics`.
 """
@@ -18,8 +21,9 @@ from typing import Iterable, Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from mer_core.composite import dataset_of
 from mer_core.handover import check_predictions
-from mer_core.metrics import encode, score_counts
+from mer_core.metrics import encode, score_counts, seed_summary
 
 
 # ----------------------------------------------------------------------------------------------
@@ -186,6 +190,94 @@ def subject_bootstrap(predictions: Mapping[str, pd.DataFrame], labels: Sequence[
 
 
 # ----------------------------------------------------------------------------------------------
+# Per dataset (MEGC 2019 composite)
+# ----------------------------------------------------------------------------------------------
+def datasets_of(sample_ids) -> list[str]:
+    """The datasets of ``sample_ids`` (``dataset/subject/clip``), in order of first appearance.
+
+    Args:
+        sample_ids: sample ids of one predictions table.
+
+    Returns:
+        The dataset names; ``[]`` when no id has the ``dataset/subject/clip`` form (a table
+        that cannot be split by dataset).
+
+    Raises:
+        ValueError: some ids name a dataset and others do not (names one of each).
+    """
+    found, bad = {}, None
+    for sid in sample_ids:
+        try:
+            found.setdefault(dataset_of(sid), sid)
+        except ValueError:
+            bad = bad if bad is not None else sid
+    if found and bad is not None:
+        raise ValueError(f"sample_id {bad!r}: expected dataset/subject/clip like "
+                         f"{next(iter(found.values()))!r} to score it per dataset")
+    return list(found)
+
+
+def per_dataset(predictions: Mapping[str, pd.DataFrame], labels: Sequence[str],
+                n: int = 1000, ci: float = 0.95, seed: int = 0, reference: str | None = None,
+                metrics: Iterable[str] = ("accuracy", "uf1", "uar")) -> dict:
+    """Every row of a table scored on each dataset's clips alone (MEGC 2019 per-dataset scores).
+
+    The dataset of a clip is the first part of its ``sample_id``
+    (:func:`mer_core.composite.dataset_of`). For each dataset, the point is the mean over seeds
+    of the pooled metric of that dataset's clips (:func:`mer_core.metrics.seed_summary`), and the
+    interval is :func:`subject_bootstrap` of those clips: only that dataset's subjects are
+    resampled, every row on the same resamples (so, with ``reference``, the paired difference
+    per dataset too). The composite score is the headline over all clips, not computed here.
+
+    Args:
+        predictions: name -> predictions table; every table covers the same clips.
+        labels: the protocol's classes.
+        n, ci, seed: bootstrap settings (as :func:`subject_bootstrap`).
+        reference: the row the per-dataset differences are taken against (None: none).
+        metrics: which of accuracy, uf1, uar, weighted_f1.
+
+    Returns:
+        ``{name: {dataset: {m, m_std (None for one seed), m_ci_low, m_ci_high, and unless name
+        is the reference: m_diff, m_diff_ci_low, m_diff_ci_high; n (clips), n_subjects}}}``,
+        datasets in order of first appearance; ``{}`` when the clips come from one dataset.
+
+    Raises:
+        ValueError: tables that cover different clips, an unknown reference, ids of which only
+            some name a dataset.
+    """
+    metrics = list(metrics)
+    if not predictions:
+        return {}
+    first = next(iter(predictions.values()))
+    names = datasets_of(first["sample_id"].astype(str).unique())
+    if len(names) < 2:
+        return {}
+    out: dict = {name: {} for name in predictions}
+    for d in names:
+        parts = {name: _of_dataset(p, d) for name, p in predictions.items()}
+        boot = subject_bootstrap(parts, labels, n=n, ci=ci, seed=seed, reference=reference,
+                                 metrics=metrics)
+        for name, part in parts.items():
+            summary = seed_summary(part, labels)
+            one = part[part["seed"] == part["seed"].min()]
+            row = {}
+            for m in metrics:
+                sd = summary.loc[m, "std"]
+                row[m] = float(summary.loc[m, "mean"])
+                row[f"{m}_std"] = None if pd.isna(sd) else float(sd)
+            row.update(boot[name])
+            row.update(n=int(len(one)), n_subjects=int(one["subject"].nunique()))
+            out[name][d] = row
+    return out
+
+
+def _of_dataset(pred: pd.DataFrame, dataset: str) -> pd.DataFrame:
+    """The rows of a predictions table whose clips belong to ``dataset``."""
+    keep = pred["sample_id"].astype(str).map(dataset_of) == dataset
+    return pred[keep.to_numpy()]
+
+
+# ----------------------------------------------------------------------------------------------
 # Significance
 # ----------------------------------------------------------------------------------------------
 def holm(p_values: Sequence[float | None]) -> list[float | None]:
@@ -261,4 +353,5 @@ def paired_correct(pred_a: pd.DataFrame, pred_b: pd.DataFrame, seed: int | None 
     return ca, cb, int(seed)
 
 
-__all__ = ["bootstrap_ci", "subject_bootstrap", "holm", "mcnemar_exact", "paired_correct"]
+__all__ = ["bootstrap_ci", "subject_bootstrap", "datasets_of", "per_dataset", "holm",
+           "mcnemar_exact", "paired_correct"]

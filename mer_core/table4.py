@@ -15,7 +15,10 @@ Tables (only rows whose experiments exist in ``metrics.json``):
 each with a Baselines block (the classical baselines of :mod:`mer_core.baselines` in Table 4,
 and the majority class everywhere) and McNemar's exact test against the reference experiment
 (``params.yaml: evaluate.reference``), Holm-adjusted, the paired subject-bootstrap difference of
-every row to it, and of every deep row to the strongest baseline. This module builds them as numbers (fractions);
+every row to it, and of every deep row to the strongest baseline. On a composite (MEGC 2019:
+``metrics.json`` entries with a ``per_dataset`` block) every table also has UF1 and UAR per
+dataset (columns ``uf1@<dataset>``, ``uar@<dataset>`` with their intervals) next to the composite
+score. This module builds them as numbers (fractions);
 :mod:`mer_core.table4_format` renders and writes them, :mod:`mer_core.report` writes the text
 around them.
 """
@@ -37,10 +40,50 @@ TABLE_TITLES = {
     "loss": f"Ablation: loss ({_REF} + {_PAPER[0]})",
 }
 METRIC_COLUMNS = (("accuracy", "Accuracy (%)"), ("uf1", "UF1"), ("uar", "UAR"))
+#: The metrics a composite's tables give per dataset (MEGC 2019 reports UF1 and UAR).
+DATASET_METRICS = (("uf1", "UF1"), ("uar", "UAR"))
+#: Per dataset metric column ``m@dataset``, the columns ``m@dataset`` + suffix of a table
+#: (its interval and seeds' sd).
+_DATASET_SUFFIXES = ("_ci_low", "_ci_high", "_std")
 #: Per metric m, the columns m + suffix of a table (intervals, seeds' sd, paired differences to
 #: the reference and to the strongest baseline).
 _SUFFIXES = ("_ci_low", "_ci_high", "_std", "_diff", "_diff_ci_low", "_diff_ci_high",
              "_diff_baseline", "_diff_baseline_ci_low", "_diff_baseline_ci_high")
+
+
+# ----------------------------------------------------------------------------------------------
+# Datasets of a composite
+# ----------------------------------------------------------------------------------------------
+def dataset_column(metric: str, dataset: str) -> str:
+    """The numeric column of ``metric`` on ``dataset``'s clips: ``uf1@samm``."""
+    return f"{metric}@{dataset}"
+
+
+def dataset_order(metric_map: Mapping[str, Mapping], parts: Mapping | None = None) -> list[str]:
+    """The datasets of ``metrics.json``'s ``per_dataset`` blocks, in the order of ``parts``
+    (``data/dataset.json``), then in order of appearance; ``[]`` for one dataset."""
+    found = list(dict.fromkeys(d for m in metric_map.values()
+                               for d in (m.get("per_dataset") or {})))
+    return [d for d in (parts or {}) if d in found] + [d for d in found if d not in (parts or {})]
+
+
+def dataset_names(datasets: Sequence[str], parts: Mapping | None = None) -> dict[str, str]:
+    """dataset -> its display name: ``parts[dataset]["name"]`` (``data/dataset.json``), else
+    the dataset value itself."""
+    return {d: str(((parts or {}).get(d) or {}).get("name") or d) for d in datasets}
+
+
+def _dataset_cells(block: Mapping | None, datasets: Sequence[str]) -> dict:
+    """A row's per-dataset cells (:func:`dataset_column` names) from a ``per_dataset`` block."""
+    row = {}
+    for d in datasets:
+        scores = (block or {}).get(d) or {}
+        for m, _ in DATASET_METRICS:
+            col = dataset_column(m, d)
+            row[col] = scores.get(m)
+            for suffix in _DATASET_SUFFIXES:
+                row[f"{col}{suffix}"] = scores.get(f"{m}{suffix}")
+    return row
 
 
 # ----------------------------------------------------------------------------------------------
@@ -135,7 +178,9 @@ def majority_row(y_true, labels: Sequence[str], n_boot: int = 1000, ci: float = 
     resamples as :func:`mer_core.stats.subject_bootstrap` draws for the experiments (same
     seed, same subjects), and with ``reference_pred`` the row's paired difference to the
     reference experiment comes from those resamples too. Without subjects: clip bootstrap.
-    ``sample_ids`` lets :func:`build_table` test the row against the reference with McNemar."""
+    ``sample_ids`` lets :func:`build_table` test the row against the reference with McNemar.
+    With subjects and clips of several datasets, ``_per_dataset`` holds the row's per-dataset
+    scores (:func:`mer_core.stats.per_dataset`; None otherwise), for :func:`build_table`."""
     base = metrics.majority_baseline(y_true, labels)
     row = {"row": f"Majority class (always '{base['majority_class']}')",
            "experiment": "majority_class", "frames": "", "backbone": "", "loss": "",
@@ -153,6 +198,9 @@ def majority_row(y_true, labels: Sequence[str], n_boot: int = 1000, ci: float = 
                                          reference=reference if len(tables) > 1 else None,
                                          metrics=[m for m, _ in METRIC_COLUMNS])
         row.update(boot["majority_class"])
+        row["_per_dataset"] = stats.per_dataset(
+            {"majority_class": maj}, labels, n=n_boot, ci=ci, seed=seed,
+            metrics=[m for m, _ in DATASET_METRICS]).get("majority_class")
     else:
         cis = stats.bootstrap_ci(y_true, base["y_pred"], labels, n=n_boot, ci=ci, seed=seed)
         for m, _ in METRIC_COLUMNS:
@@ -166,7 +214,8 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
                 predictions: Mapping[str, pd.DataFrame] | None = None,
                 reference: str | None = None, baseline: Mapping | None = None,
                 table: str = "table4",
-                baselines: Sequence[tuple[str, str]] = ()) -> pd.DataFrame:
+                baselines: Sequence[tuple[str, str]] = (),
+                parts: Mapping | None = None) -> pd.DataFrame:
     """One table as numbers: a row per experiment, then the Baselines block (the classical
     baselines, then the majority-class row).
 
@@ -180,6 +229,9 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
         baselines: (label, baseline) pairs of ``metrics.json`` (:func:`baseline_rows`), shown
             after the experiments with ``is_baseline`` True; they get intervals and paired
             differences but no McNemar test (the Holm family stays the frame strategies').
+        parts: ``data/dataset.json``'s ``parts`` (dataset -> ``{"name", ...}``): the order and
+            names of a composite's datasets (None: their order in ``metrics.json``, the dataset
+            values as names).
 
     Returns:
         DataFrame with columns table, row, experiment, frames, backbone, loss, and for m in
@@ -188,10 +240,14 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
         is_reference, is_baseline, mcnemar_b (row right & reference wrong), mcnemar_c,
         mcnemar_p, mcnemar_p_holm (Holm-adjusted over the table's tests), mcnemar_seed,
         best_baseline and m_diff_baseline, m_diff_baseline_ci_low/high (paired difference to
-        the strongest baseline, when ``metrics.json`` has baselines). Values are fractions
-        (accuracy too).
+        the strongest baseline, when ``metrics.json`` has baselines). On a composite (entries
+        with ``per_dataset``), then for each dataset d and m in uf1, uar: ``m@d``,
+        ``m@d_ci_low``, ``m@d_ci_high``, ``m@d_std`` (that dataset's clips alone; the intervals
+        resample its subjects), and ``attrs["dataset_names"]`` = dataset -> display name.
+        Values are fractions (accuracy too).
     """
     out = []
+    datasets = dataset_order({name: metric_map[name] for _, name in [*rows, *baselines]}, parts)
     can_test = predictions is not None and reference is not None and reference in predictions
     blocks = [(label, name, False) for label, name in rows] + \
         [(label, name, True) for label, name in baselines]
@@ -205,6 +261,7 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
                 r[f"{k}{suffix}"] = m.get(f"{k}{suffix}")
         r.update(n=m.get("n"), n_seeds=m.get("n_seeds", 1), is_reference=name == reference,
                  is_baseline=is_base, best_baseline=m.get("best_baseline"))
+        r.update(_dataset_cells(m.get("per_dataset"), datasets))
         if can_test and name != reference and name in predictions and not is_base:
             ca, cb, s = stats.paired_correct(predictions[name], predictions[reference])
             t = stats.mcnemar_exact(ca, cb)
@@ -212,7 +269,7 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
         out.append(r)
     if baseline is not None:
         r = {"table": table, **{k: v for k, v in baseline.items() if not k.startswith("_")},
-             "is_reference": False}
+             "is_reference": False, **_dataset_cells(baseline.get("_per_dataset"), datasets)}
         ids = baseline.get("_sample_id")
         if can_test and ids is not None:
             ref = predictions[reference]
@@ -230,8 +287,11 @@ def build_table(metric_map: Mapping[str, Mapping], rows: Sequence[tuple[str, str
         cols += [k] + [f"{k}{suffix}" for suffix in _SUFFIXES]
     cols += ["n", "n_seeds", "is_reference", "is_baseline", "mcnemar_b", "mcnemar_c",
              "mcnemar_p", "mcnemar_p_holm", "mcnemar_seed", "best_baseline"]
+    cols += list(_dataset_cells(None, datasets))
     df = pd.DataFrame(out).reindex(columns=cols)
     df["mcnemar_p_holm"] = stats.holm(df["mcnemar_p"].tolist())
+    if datasets:
+        df.attrs["dataset_names"] = dataset_names(datasets, parts)
     return df
 
 
@@ -239,7 +299,7 @@ def build_tables(metric_map: Mapping[str, Mapping], labels: Sequence[str],
                  predictions: Mapping[str, pd.DataFrame] | None = None,
                  reference: str | None = None, best_spotter: str | None = None,
                  y_true=None, n_boot: int = 1000, ci: float = 0.95, seed: int = 0,
-                 min_rows: int = 2) -> dict[str, pd.DataFrame]:
+                 min_rows: int = 2, parts: Mapping | None = None) -> dict[str, pd.DataFrame]:
     """Table 4 and the ablations that have at least ``min_rows`` experiments.
 
     Args:
@@ -251,6 +311,8 @@ def build_tables(metric_map: Mapping[str, Mapping], labels: Sequence[str],
         y_true: clips of the majority row; default: the reference's (or first experiment's)
             predictions of its smallest seed, so the row covers the same clips as the others.
         min_rows: an ablation with fewer experiments is left out (Table 4 never is).
+        parts: ``data/dataset.json``'s ``parts`` on a composite: the order and names of the
+            per-dataset columns (:func:`build_table`).
 
     Returns:
         ``{"table4": df, "backbone": df, "loss": df, "inputs": df}`` (all but Table 4 only
@@ -276,7 +338,8 @@ def build_tables(metric_map: Mapping[str, Mapping], labels: Sequence[str],
         if t != "table4" and len(rows) < min_rows:
             continue
         tables[t] = build_table(metric_map, rows, predictions, reference, base, table=t,
-                                baselines=baseline_rows(metric_map) if t == "table4" else ())
+                                baselines=baseline_rows(metric_map) if t == "table4" else (),
+                                parts=parts)
     return tables
 
 
@@ -316,5 +379,6 @@ def best_baseline(tables: Mapping[str, pd.DataFrame]) -> str | None:
 
 
 __all__ = ["select_rows", "spotter_summary", "baseline_rows", "best_baseline", "reference_of", "majority_row", "build_table",
-           "build_tables", "bootstrap_settings", "mcnemar_seed", "n_tests", "TABLE_TITLES",
-           "METRIC_COLUMNS"]
+           "build_tables", "bootstrap_settings", "mcnemar_seed", "n_tests", "dataset_column",
+           "dataset_order", "dataset_names", "TABLE_TITLES", "METRIC_COLUMNS",
+           "DATASET_METRICS"]

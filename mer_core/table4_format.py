@@ -4,7 +4,9 @@ and the files ``reports/table4.md|csv|tex``.
 Input: the numeric tables of :func:`mer_core.table4.build_tables`. A cell reads "value [low,
 high]" (subject-bootstrap interval; "± sd" with several seeds), the best experiment value per
 column in bold; the verdict says which rows differ from the reference (paired interval excludes
-0) and which do not, and whether each deep row beats the strongest classical baseline.
+0) and which do not, and whether each deep row beats the strongest classical baseline. On a
+composite the overall columns are headed "Composite" and each dataset gets UF1 and UAR columns
+headed by its name (:func:`metric_columns`).
 """
 from __future__ import annotations
 
@@ -15,7 +17,7 @@ from typing import Mapping, Sequence
 import pandas as pd
 
 from mer_core import io, vocab
-from mer_core.table4 import METRIC_COLUMNS, TABLE_TITLES
+from mer_core.table4 import DATASET_METRICS, METRIC_COLUMNS, TABLE_TITLES, dataset_column
 
 ROW_HEADERS = {"table4": "Frames", "backbone": "Backbone", "loss": "Loss", "inputs": "Input"}
 
@@ -35,31 +37,59 @@ def _fmt_p(p) -> str:
     return "<0.001" if p < 0.001 else f"{p:.3f}"
 
 
+def metric_columns(df: pd.DataFrame) -> list[tuple[str, str, str]]:
+    """The metric columns a numeric table is shown with: ``(column, metric, title)``.
+
+    One dataset: accuracy, UF1, UAR (:data:`mer_core.table4.METRIC_COLUMNS`). A composite
+    (``uf1@<dataset>`` columns; names from ``df.attrs["dataset_names"]``, else the dataset
+    values): the pooled columns headed "Composite", then UF1 and UAR of each dataset.
+    """
+    names = df.attrs.get("dataset_names") or {}
+    first = dataset_column(DATASET_METRICS[0][0], "")
+    datasets = list(names) or [c[len(first):] for c in df.columns if c.startswith(first)
+                               and not c.endswith(("_ci_low", "_ci_high", "_std"))]
+    if not datasets:
+        return [(m, m, title) for m, title in METRIC_COLUMNS]
+    out = [(m, m, f"Composite {title[0].lower()}{title[1:]}" if m == "accuracy"
+            else f"Composite {title}") for m, title in METRIC_COLUMNS]
+    for d in datasets:
+        out += [(dataset_column(m, d), m, f"{names.get(d, d)} {title}")
+                for m, title in DATASET_METRICS]
+    return out
+
+
+def _metric_cells(df: pd.DataFrame, col: str, m: str, bold: str) -> list[str]:
+    """The cells of one metric column: value (bold when the best experiment value), "± sd"
+    with several seeds, "[low, high]"."""
+    exp_rows = ~df["is_baseline"].astype(bool)
+    shown = df[col].map(lambda v: _fmt(v, m))
+    best = shown[exp_rows & df[col].notna()].map(float).max() if exp_rows.any() else None
+    cells = []
+    for i, r in df.iterrows():
+        v = shown.loc[i]
+        if bold != "none" and best is not None and exp_rows.loc[i] and v != "n/a" \
+                and float(v) == best:
+            v = f"**{v}**" if bold == "md" else f"\\textbf{{{v}}}"
+        sd = r.get(f"{col}_std")
+        if sd is not None and not pd.isna(sd) and (r.get("n_seeds") or 1) > 1:
+            pm = " ± " if bold != "tex" else " $\\pm$ "
+            v += pm + _fmt(sd, m)
+        lo, hi = r.get(f"{col}_ci_low"), r.get(f"{col}_ci_high")
+        if lo is not None and not pd.isna(lo):
+            v += f" [{_fmt(lo, m)}, {_fmt(hi, m)}]"
+        cells.append(v)
+    return cells
+
+
 def display_table(df: pd.DataFrame, bold: str = "md") -> pd.DataFrame:
     """Strings for display: "value [low, high]" (and "+- std" with several seeds), the best
-    experiment value per column in bold (``bold`` = "md", "tex" or "none"), McNemar p."""
+    experiment value per column in bold (``bold`` = "md", "tex" or "none"), McNemar p; on a
+    composite, UF1 and UAR per dataset after the composite columns (:func:`metric_columns`)."""
     table = str(df["table"].iloc[0]) if len(df) else "table4"
-    exp_rows = ~df["is_baseline"].astype(bool)
     out = pd.DataFrame({ROW_HEADERS.get(table, "Row"): df["row"].astype(str),
                         "Experiment": df["experiment"].astype(str)})
-    for m, title in METRIC_COLUMNS:
-        shown = df[m].map(lambda v: _fmt(v, m))
-        best = shown[exp_rows & df[m].notna()].map(float).max() if exp_rows.any() else None
-        cells = []
-        for i, r in df.iterrows():
-            v = shown.loc[i]
-            if bold != "none" and best is not None and exp_rows.loc[i] and v != "n/a" \
-                    and float(v) == best:
-                v = f"**{v}**" if bold == "md" else f"\\textbf{{{v}}}"
-            sd = r.get(f"{m}_std")
-            if sd is not None and not pd.isna(sd) and (r.get("n_seeds") or 1) > 1:
-                pm = " ± " if bold != "tex" else " $\\pm$ "
-                v += pm + _fmt(sd, m)
-            lo, hi = r.get(f"{m}_ci_low"), r.get(f"{m}_ci_high")
-            if lo is not None and not pd.isna(lo):
-                v += f" [{_fmt(lo, m)}, {_fmt(hi, m)}]"
-            cells.append(v)
-        out[title] = cells
+    for col, m, title in metric_columns(df):
+        out[title] = _metric_cells(df, col, m, bold)
     ref = df.loc[df["is_reference"].astype(bool), "experiment"]
     if len(ref):
         out[f"ΔUF1 vs {ref.iloc[0]}"] = [
@@ -188,9 +218,10 @@ def to_latex(df: pd.DataFrame, caption: str = "", label: str = "tab:table4") -> 
     shown = display_table(df, bold="tex")
     cols = list(shown.columns)
     is_base = df["is_baseline"].astype(bool).to_numpy()
+    metric_titles = {t for _, _, t in metric_columns(df)}
 
     def cell(c, v):
-        if c in (t for _, t in METRIC_COLUMNS):
+        if c in metric_titles:
             return str(v).replace("%", r"\%")           # already TeX (\textbf, $\pm$)
         if str(v) == "<0.001":
             return "$<$0.001"
@@ -243,5 +274,5 @@ def write_tables(tables: Mapping[str, pd.DataFrame], header: Sequence[str],
             "tex": io.write_text(reports_dir / "table4.tex", "\n".join(tex))}
 
 
-__all__ = ["display_table", "distinguishable", "verdict", "baseline_verdict", "to_markdown", "tex_escape", "to_latex",
+__all__ = ["metric_columns", "display_table", "distinguishable", "verdict", "baseline_verdict", "to_markdown", "tex_escape", "to_latex",
            "tables_markdown", "write_tables", "ROW_HEADERS"]

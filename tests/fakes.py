@@ -61,12 +61,15 @@ EXPERIMENTS = {
 }
 
 
+#: The datasets of a fake MEGC 2019 composite (``make_fake_project(datasets=COMPOSITE)``).
+COMPOSITE = ("casme2", "samm", "smic")
+
 #: baseline -> accuracy of the fake classifier (names from vocab.BASELINES, in its order)
 BASELINES = dict(zip(vocab.BASELINES, (0.75, 0.5, 0.55)))
 
 
 def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, per_subject=10,
-                      size=16, synthetic=True, seed=0, baselines=None):
+                      size=16, synthetic=True, seed=0, baselines=None, datasets=("casme2",)):
     """Write the files the evaluate and table4 stages read: params.yaml, data/index.csv,
     data/dataset.json, data/frames/<stem>.npy|csv, reports/apex_metrics.json and, per
     experiment, results/<name>/predictions.csv, epoch_log.csv, run.json, cams/*.npz.
@@ -74,6 +77,9 @@ def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, p
     ``experiments``: name -> (frames, backbone, loss, accuracy of the fake classifier).
     ``baselines``: name -> accuracy; each gets ``results/baselines/<name>/`` (predictions,
     choices, grid predictions over C 0.1 and 1, run.json) and ``params.yaml`` lists them.
+    ``datasets``: with several, a composite: subject s belongs to ``datasets[(s - 1) % k]``
+    (sample ids ``<dataset>/sub<s>/...``) and dataset.json gets ``dataset: composite`` and
+    ``parts`` (name ``<DATASET>-shaped synthetic``).
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -90,20 +96,28 @@ def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, p
     rows = []
     weights = np.array([32, 63, 27, 25, 99], float)
     for s in range(1, n_subjects + 1):
+        ds = datasets[(s - 1) % len(datasets)]
         for i in range(per_subject):
             label = str(rng.choice(LABELS, p=weights / weights.sum()))
-            rows.append({"sample_id": f"casme2/sub{s:02d}/EP{i:02d}_0{i % 3}", "dataset": "casme2",
+            rows.append({"sample_id": f"{ds}/sub{s:02d}/EP{i:02d}_0{i % 3}", "dataset": ds,
                          "subject": f"sub{s:02d}", "clip": f"EP{i:02d}", "frames_dir": "x",
                          "onset": 1, "apex": 10, "offset": 20, "emotion": label, "aus": "4",
                          "apex_note": "", "label": label})
     index = pd.DataFrame(rows)
     index.to_csv(root / "data" / "index.csv", index=False)
-    (root / "data" / "dataset.json").write_text(json.dumps({
+    info = {
         "dataset": "synthetic" if synthetic else "casme2",
         "description": ("synthetic CASME-II-shaped (seed 0, amplitude 5.0 px) - NOT real CASME II"
                         if synthetic else "CASME II (Cropped)"),
         "synthetic": synthetic, "protocol": "casme2-5class", "labels": LABELS, "fps": 200,
-        "aligned": True, "n_clips": len(index), "n_excluded": 3}))
+        "aligned": True, "n_clips": len(index), "n_excluded": 3}
+    if len(datasets) > 1:
+        part_rows = index.groupby("dataset", sort=False)
+        info.update(dataset="composite", description="composite of fakes", parts={
+            d: {"name": f"{d.upper()}-shaped synthetic", "description": f"fake {d}",
+                "synthetic": True, "n_clips": len(g), "n_subjects": g["subject"].nunique()}
+            for d, g in part_rows})
+    (root / "data" / "dataset.json").write_text(json.dumps(info))
     (root / "reports" / "apex_metrics.json").write_text(json.dumps(
         {"lbp": {"mae_frames": 3.0}, "middle": {"mae_frames": 9.0}, "best": "lbp"}))
     for strategy in {f for f, *_ in experiments.values()}:

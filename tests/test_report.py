@@ -29,6 +29,25 @@ def test_header_mentions_dataset_and_paper_note(project):
     assert "SYNTHETIC" not in "\n".join(real) and "CASME II" in "\n".join(real)
 
 
+def test_header_describes_a_composite_and_only_a_composite(project):
+    from mer_core import config
+
+    params = config.load(project / "params.yaml")
+    dataset = json.loads((project / "data" / "dataset.json").read_text())
+    assert R.composite_line(dataset) is None
+    assert R.composite_line({**dataset, "parts": {"samm": {"name": "SAMM"}}}) is None
+    parts = {"casme2": {"name": "CASME II", "synthetic": False, "n_clips": 145,
+                        "n_subjects": 24},
+             "samm": {"name": "SAMM-shaped synthetic", "synthetic": True, "n_clips": 133}}
+    line = R.composite_line({**dataset, "dataset": "composite", "parts": parts})
+    assert line.startswith("- **Composite (MEGC 2019):**")
+    assert "CASME II (`casme2`, 145 clips, 24 subjects)" in line
+    assert "SAMM-shaped synthetic (`samm`, SYNTHETIC, 133 clips)" in line
+    single = R.header_lines(dataset, params.train, 1000, 0.95)
+    both = R.header_lines({**dataset, "parts": parts}, params.train, 1000, 0.95)
+    assert [ln for ln in both if ln != line] == single and line in both
+
+
 def test_readme_section_replacement(tmp_path):
     readme = tmp_path / "README.md"
     readme.write_text(f"# T\n\nintro\n\n{R.START}\nold\n{R.END}\n\nfooter\n")

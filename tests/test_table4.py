@@ -9,12 +9,13 @@ import pandas as pd
 import pytest
 
 from mer_core import handover, vocab
+from mer_core import metrics as M
 from mer_core import stats as S
 from mer_core import table4 as T
 from mer_core import table4_figures as TF
 from mer_core import table4_format as F
 
-from fakes import EXPERIMENTS, LABELS, fake_tables, make_fake_project
+from fakes import COMPOSITE, EXPERIMENTS, LABELS, fake_tables, make_fake_project
 
 def test_select_rows_orders_and_filters():
     specs = {n: {"frames": f, "backbone": b, "loss": l} for n, (f, b, l, _) in EXPERIMENTS.items()}
@@ -301,3 +302,86 @@ def test_baseline_verdict_states_the_result_either_way():
     assert "Rows that do NOT beat it (the interval contains 0): Deep B (-0.010" in text
     assert "Rows WORSE than it (the interval is below 0): Deep C (-0.200" in text
     assert F.baseline_verdict(df.drop(columns="best_baseline")) == ""
+
+
+# ------------------------------------------------------------------ MEGC 2019 composite
+
+SINGLE_TITLES = ["Frames", "Experiment", "Accuracy (%)", "UF1", "UAR"]
+
+
+def test_one_dataset_keeps_the_pooled_columns_only(project):
+    _, tables = fake_tables(project)
+    t4 = tables["table4"]
+    assert not [c for c in t4.columns if "@" in c] and "dataset_names" not in t4.attrs
+    assert list(F.display_table(t4).columns[:5]) == SINGLE_TITLES
+    assert [t for _, _, t in F.metric_columns(t4)] == SINGLE_TITLES[2:]
+
+
+@pytest.fixture
+def composite(tmp_path):
+    from fakes import BASELINES
+    return make_fake_project(tmp_path, datasets=COMPOSITE, n_subjects=9, baselines=BASELINES)
+
+
+def _parts(project):
+    import json
+    return json.loads((project / "data" / "dataset.json").read_text())["parts"]
+
+
+def test_composite_tables_have_uf1_and_uar_per_dataset(composite):
+    parts = _parts(composite)
+    metric_map, tables = fake_tables(composite, parts=parts)
+    for name, t in tables.items():
+        for d in COMPOSITE:
+            for m in ("uf1", "uar"):
+                for suffix in ("", "_ci_low", "_ci_high", "_std"):
+                    assert f"{m}@{d}{suffix}" in t.columns, (name, d, m, suffix)
+        assert t.attrs["dataset_names"] == {d: parts[d]["name"] for d in COMPOSITE}
+    t4 = tables["table4"]
+    for _, r in t4[t4["experiment"] != "majority_class"].iterrows():
+        for d in COMPOSITE:
+            block = metric_map[r["experiment"]]["per_dataset"][d]
+            assert r[f"uf1@{d}"] == block["uf1"] and r[f"uar@{d}_ci_high"] == block["uar_ci_high"]
+        assert r["uf1"] == metric_map[r["experiment"]]["uf1"]    # the composite score
+    # the majority row, scored on each dataset's clips too
+    preds = handover.load_predictions(composite / "results", ["apex_annotated"])
+    ref = preds["apex_annotated"]
+    maj = t4[t4["experiment"] == "majority_class"].iloc[0]
+    majority = M.majority_baseline(ref["y_true"], LABELS)["majority_class"]
+    for d in COMPOSITE:
+        part = ref[ref["sample_id"].str.startswith(f"{d}/")]
+        want = M.compute(part["y_true"], [majority] * len(part), LABELS)
+        assert maj[f"uf1@{d}"] == pytest.approx(want["uf1"])
+        assert maj[f"uar@{d}"] == pytest.approx(want["uar"])
+        assert maj[f"uf1@{d}_ci_low"] <= maj[f"uf1@{d}_ci_high"]
+
+
+def test_composite_columns_are_shown_next_to_the_composite_ones(composite):
+    parts = _parts(composite)
+    _, tables = fake_tables(composite, parts=parts)
+    t4 = tables["table4"]
+    shown = F.display_table(t4)
+    names = [parts[d]["name"] for d in COMPOSITE]
+    assert list(shown.columns[:11]) == [
+        "Frames", "Experiment", "Composite accuracy (%)", "Composite UF1", "Composite UAR",
+        *[f"{n} {m}" for n in names for m in ("UF1", "UAR")]]
+    assert shown["SAMM-shaped synthetic UF1"].str.fullmatch(
+        r"(\*\*)?\d\.\d{3}(\*\*)? \[\d\.\d{3}, \d\.\d{3}\]").all()
+    assert shown["SAMM-shaped synthetic UF1"].str.startswith("**").sum() >= 1   # best in bold
+    md = F.to_markdown(t4)
+    lines = md.strip().splitlines()
+    rows = [ln for ln in lines if not ln.startswith(("|:", "| *Baselines"))]
+    assert len(rows) == 1 + len(t4)
+    assert all(ln.count(" | ") == len(shown.columns) - 1 for ln in rows)
+    assert all(f"| {n} UF1 | {n} UAR |" in lines[0] for n in names)
+    tex = F.to_latex(t4)
+    body = [ln for ln in tex.splitlines() if ln.endswith(r"\\")]
+    assert all(ln.count(" & ") == len(shown.columns) - 1 for ln in body)
+    assert "SAMM-shaped synthetic UF1" in tex and tex.count("{") == tex.count("}")
+    paths = F.write_tables(tables, ["- header"], composite / "reports")
+    csv = pd.read_csv(paths["csv"])
+    assert {"uf1@samm", "uar@smic_ci_low"} <= set(csv.columns)
+    assert "Composite UF1" in paths["md"].read_text()
+    # without parts (dataset.json of an older data stage): headed by the dataset values
+    _, plain = fake_tables(composite)
+    assert "samm UF1" in F.display_table(plain["table4"]).columns
