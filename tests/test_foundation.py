@@ -77,6 +77,18 @@ def test_parameters_cell_holds_literals(path):
     assert parameters_of(path)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_papermill_reads_every_parameter(path):
+    """papermill's own parser gives up on a line whose comment holds '=' or quotes (it then
+    warns and cannot type that parameter): every parameter must parse."""
+    from papermill.translators import PythonTranslator
+
+    nb = nbformat.read(path, as_version=4)
+    cell = next(c for c in nb.cells if "parameters" in c.get("metadata", {}).get("tags", []))
+    names = [p.name for p in PythonTranslator.inspect(cell)]
+    assert names == list(parameters_of(path)), path.name
+
+
 def _dvc_stages():
     return yaml.safe_load((ROOT / "dvc.yaml").read_text())["stages"]
 
