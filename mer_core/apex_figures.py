@@ -30,6 +30,8 @@ def dataset_line(info: Mapping, n_clips: int) -> str:
         The line, e.g. ``**Dataset: ...** · 255 clips · aligned faces (resize only)``.
     """
     crop = "aligned faces (resize only)" if info["aligned"] else "raw frames (Haar face crop)"
+    if info.get("single_frame"):
+        crop = "one prepared face image per clip (resize only, no sequence)"
     return f"**Dataset: {info['description']}** · {n_clips} clips · {crop}"
 
 

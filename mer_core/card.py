@@ -2,7 +2,9 @@
 
 Every function takes the index after the protocol (``data/index.csv``, with ``label``); figures
 are returned (not shown or saved) so the notebook can display them and
-:func:`mer_core.charts.save_figure` writes them atomically.
+:func:`mer_core.charts.save_figure` writes them atomically. A prepared apex-image set (one image
+per clip, :mod:`mer_core.apex_images`) has no frame sequence: the clip-length and
+onset -> apex -> offset views return None there, and the notebook prints :data:`NO_SEQUENCES`.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mer_core.apex_images import NO_SEQUENCES, is_single_frame
 from mer_core.datasets import loso_folds
 from mer_core.images import frame_numbers, read_frames
 
@@ -64,9 +67,12 @@ def clip_lengths(index: pd.DataFrame) -> pd.Series:
     return (index["offset"] - index["onset"] + 1).rename("frames")
 
 
-def clip_length_stats(index: pd.DataFrame, fps: float) -> dict:
+def clip_length_stats(index: pd.DataFrame, fps: float) -> dict | None:
     """Min, quartiles, max of the clip length (frames) and the median in milliseconds, plus the
-    relative apex position (apex - onset) / (offset - onset) over clips with an apex."""
+    relative apex position (apex - onset) / (offset - onset) over clips with an apex; None for
+    single images (no sequence, :data:`NO_SEQUENCES`)."""
+    if is_single_frame(index):
+        return None
     n = clip_lengths(index)
     q = n.quantile([0.25, 0.5, 0.75])
     valid = index["apex"].notna() & (index["offset"] > index["onset"])
@@ -81,9 +87,12 @@ def clip_length_stats(index: pd.DataFrame, fps: float) -> dict:
 
 
 def clip_length_figure(index: pd.DataFrame, fps: float, bins: int = 20):
-    """Histogram of clip lengths (frames; milliseconds on the top axis)."""
+    """Histogram of clip lengths (frames; milliseconds on the top axis); None for single
+    images (no sequence, :data:`NO_SEQUENCES`)."""
     import matplotlib.pyplot as plt
 
+    if is_single_frame(index):
+        return None
     n = clip_lengths(index)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     ax.hist(n, bins=bins, color="#4C72B0", edgecolor="white")
@@ -139,10 +148,13 @@ def class_strip_figure(index: pd.DataFrame, column: str = "label",
     """One row per class: onset, apex, offset frame and the magnified |apex - onset|.
 
     Returns:
-        A matplotlib Figure (rows = classes with an annotated apex).
+        A matplotlib Figure (rows = classes with an annotated apex); None for single images
+        (no onset or offset frame, :data:`NO_SEQUENCES`).
     """
     import matplotlib.pyplot as plt
 
+    if is_single_frame(index):
+        return None
     ex = pick_examples(index, column, labels)
     if ex.empty:
         raise ValueError("no clip with an annotated apex to show")
@@ -195,4 +207,5 @@ def card_summary(index: pd.DataFrame, info: dict) -> dict:
         "per_subject": {k: int(v) for k, v in table["total"].drop("total").items()},
         "per_emotion": {k: int(v) for k, v in index["emotion"].value_counts().sort_index().items()},
         "clip_length_frames": clip_length_stats(index, info["fps"]),
+        **({"single_frame": True} if info.get("single_frame") else {}),
     }

@@ -562,6 +562,8 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
     options = {"strict": cfg.strict}
     if cfg.sheet:
         options["sheet"] = cfg.sheet
+    if cfg.dataset == apex_images.NAME:  # data.labels ("" = the one CSV under root)
+        options.update(apex_images.load_options(cfg))
     index = load_index(cfg.dataset, cfg.root, **options)
     if index.attrs.get("apex_annotated") is False:
         # the apex stage would fill every annotated-apex cache with spotter output and pick
@@ -589,6 +591,7 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
         "layout": out.attrs["layout"],
         "root": out.attrs["root"],
         "sheet": out.attrs["sheet"],
+        **apex_images.info_fields(out),  # single_frame: true for one image per clip
     }
     handover.write_index(out_dir, out, ex, info)
     summary = exclusion_summary(out)
