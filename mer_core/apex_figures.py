@@ -32,6 +32,8 @@ def dataset_line(info: Mapping, n_clips: int) -> str:
     """
     crop = "aligned faces (resize only)" if info["aligned"] else \
         "raw frames (eye-aligned Haar face crop)"
+    if info.get("single_frame"):
+        crop = "one prepared face image per clip (resize only, no sequence)"
     return f"**Dataset: {info['description']}** · {n_clips} clips · {crop}"
 
 

@@ -45,6 +45,15 @@ about each of its traits:
   frames, motion images, the LBP-TOP clip) call :func:`require_sequences`, which stops them with
   a :class:`SingleFrameError` saying this input has no sequence.
 
+In the pipeline (``data.dataset: apex_images``): the data stage finds the list with
+:func:`load_options` (``data.labels``; ``""``: :func:`default_labels`, the one CSV file directly
+in ``data.root``) and writes ``single_frame: true`` into ``dataset.json`` (:func:`info_fields`);
+the apex stage caches each image, resized, as the ``annotated`` frame and nothing else
+(:mod:`mer_core.apex_single`); training takes only ``frames: annotated``
+(:func:`require_frames` names any other experiment) on the rows that cache holds
+(:func:`cached_index`); the baselines stage runs only the baselines that need no sequence
+(:func:`mer_core.baselines.applicable`).
+
 Protocols: the labels are classes already. :data:`mer_core.vocab.PROTOCOLS` ``megc2019-3class``
 maps ``apex_images`` negative / positive / surprise to themselves (the composite's classes).
 A list with another label set needs a protocol whose ``maps`` has an ``apex_images`` entry
@@ -284,6 +293,61 @@ def resolve_labels(root: Path, labels) -> Path:
     return p
 
 
+def default_labels(root: str | Path) -> Path:
+    """The label list of a set when none is named (``data.labels: ""``): the one CSV file
+    directly in ``root``.
+
+    Raises:
+        FileNotFoundError: ``root`` is missing, or holds no CSV file.
+        ValueError: ``root`` holds several CSV files (all named): choose one with ``data.labels``.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileNotFoundError(f"{root}: {NAME} image folder not found")
+    found = sorted(p for p in root.iterdir() if p.is_file() and p.suffix.lower() == ".csv")
+    if not found:
+        raise FileNotFoundError(f"{root}: no label list (a .csv file) in the image folder; "
+                                "expected one (dataset,subject,clip,label or subject,clip,label) "
+                                "or data.labels naming it")
+    if len(found) > 1:
+        raise ValueError(f"{root}: {len(found)} CSV files ({', '.join(p.name for p in found)}); "
+                         "expected one label list: name it with data.labels")
+    return found[0]
+
+
+def load_options(cfg) -> dict:
+    """The label-list option of :func:`mer_core.datasets.load_index` for the data stage.
+
+    Args:
+        cfg: a :class:`mer_core.config.DataConfig` of dataset ``apex_images``.
+
+    Returns:
+        ``{"labels": path}``: ``data.labels`` as given, or :func:`default_labels` when it and
+        ``data.sheet`` (a synonym) are both empty; ``{}`` when only ``data.sheet`` names it.
+    """
+    if cfg.labels.strip():
+        return {"labels": cfg.labels.strip()}
+    if cfg.sheet:
+        return {}
+    return {"labels": str(default_labels(cfg.root))}
+
+
+def info_fields(index) -> dict:
+    """The ``dataset.json`` entries of a single-image set (``{}`` for any other index).
+
+    Args:
+        index: the index after the protocol (its ``attrs``).
+
+    Returns:
+        ``single_frame`` (True: one image per clip, no sequence) and ``unmatched_images`` (how
+        many images no line of the list names; the data stage logged each).
+    """
+    if not is_single_frame(index):
+        return {}
+    return {"single_frame": True,
+            "unmatched_images": len(index.attrs.get("unmatched_images", []))}
+
+
 def read(root: Path, labels, strict: bool = True, validate: bool = True):
     """Read a prepared apex-image set into clip records (the ``apex_images`` branch of
     :func:`mer_core.datasets.load_index`).
@@ -388,3 +452,63 @@ def require_sequences(index, info: dict | None = None, what: str = "this stage")
             f"apex-image set ({NAME}): one image per clip and no sequence, so no spotter, no "
             "onset / middle / random frame, no motion image and no LBP-TOP clip can be made; "
             "only the annotated apex (the image itself) exists")
+
+
+#: What a report says where a figure or a step needs the frame sequence this input lacks.
+NO_SEQUENCES = (f"This input has no frame sequences: it is a prepared apex-image set ({NAME}), one "
+                "face image per clip, so there is no clip length, no onset or offset frame and "
+                "nothing to spot; the image itself is the (annotated) apex.")
+#: The one frame strategy a single-image set has.
+ANNOTATED = "annotated"
+
+
+def require_frames(strategy: str, info: dict | None, what: str) -> None:
+    """Stop an experiment or baseline whose frames a single-image set cannot give.
+
+    Args:
+        strategy: its frame strategy (``annotated``, ``onset``, ``spotted:best``,
+            ``flow:annotated``, ...).
+        info: ``data/dataset.json``.
+        what: the experiment or baseline, for the message (``experiment 'onset'``).
+
+    Raises:
+        SingleFrameError: the dataset is a single-image set and ``strategy`` is not
+            ``annotated`` (the message names ``what`` and the strategy).
+    """
+    if strategy == ANNOTATED or not (info or {}).get("single_frame"):
+        return
+    raise SingleFrameError(
+        f"{what}: frames {strategy!r} need frame sequences, but this input ({NAME}) has one "
+        f"image per clip: only frames {ANNOTATED!r} (the image itself) exist. Remove it from "
+        f"params.yaml or set its frames to {ANNOTATED!r}.")
+
+
+def cached_index(index, frames_dir, info: dict | None = None):
+    """The rows of the index whose frames the apex stage cached, in index order.
+
+    A sequence dataset: :func:`mer_core.frame_cache.cached_index`. A single-image set: the rows
+    its ``annotated`` cache holds (the only cache it has); the rows left out (an image the apex
+    stage could not read with ``strict: false``) are named in a warning.
+
+    Args:
+        index: the sample index.
+        frames_dir: the apex stage's caches.
+        info: ``data/dataset.json``.
+
+    Raises:
+        FileNotFoundError: the apex stage has not written its caches.
+    """
+    import warnings
+
+    from mer_core import frame_cache
+
+    if not is_single_frame(index, info):
+        return frame_cache.cached_index(index, frames_dir)
+    ids = set(frame_cache.cached_ids(frames_dir, ANNOTATED)["sample_id"])
+    keep = index["sample_id"].astype(str).isin(ids).to_numpy()
+    if not keep.all():
+        gone = index.loc[~keep, "sample_id"].astype(str).tolist()
+        warnings.warn(f"{len(gone)} clip(s) of the index are not in the frame cache {frames_dir} "
+                      f"(skipped by the apex stage, see its report): {', '.join(gone[:10])}"
+                      f"{' ...' if len(gone) > 10 else ''}", stacklevel=2)
+    return index[keep].reset_index(drop=True)

@@ -59,6 +59,10 @@ Use :func:`mer_core.frame_cache.cached_ids` to select the rows of the index the 
 Clips run in a ``spawn`` process pool (``workers``): a script that calls
 :func:`build_apex_stage` needs the usual ``if __name__ == "__main__":`` guard (notebooks and
 pytest need nothing).
+
+A prepared apex-image set (``data.dataset: apex_images``, one face image per clip) has none of
+the above but the ``annotated`` cache: :func:`build_single_image_stage`
+(:mod:`mer_core.apex_single`) writes it and a report saying there was nothing to spot.
 """
 from __future__ import annotations
 
@@ -75,7 +79,7 @@ import numpy as np
 import pandas as pd
 
 from mer_core import apex as apex_mod
-from mer_core import apex_images, apex_scores, frame_cache, handover, io, motion, vocab
+from mer_core import apex_images, apex_scores, apex_single, frame_cache, handover, io, motion, vocab
 from mer_core.faces import FaceNotFoundWarning, align_clip, eye_geometry
 from mer_core.images import frame_paths, read_frames
 
@@ -258,14 +262,18 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     Returns:
         The report dict (also written to ``report_json``), with ``metrics`` added.
 
+    A prepared apex-image set (one image per clip, :mod:`mer_core.apex_images`) has no sequence
+    to spot in or to cut frames from: :func:`build_single_image_stage` caches its images as the
+    ``annotated`` frames, nothing else, and says so in the report.
+
     Raises:
         ClipReadError: strict mode, a clip's frames are missing or unreadable.
+        OSError: strict mode, a single-image set's image is unreadable (names it).
         ValueError: an empty index, or no clip left.
-        mer_core.apex_images.SingleFrameError: the index is a prepared apex-image set (one
-            image per clip): it has no sequence to spot in or to cut frames from.
     """
-    apex_images.require_sequences(index, dataset_info, "the apex stage (spotters, onset / "
-                                  "middle / random frames, motion images, LBP-TOP clips)")
+    if apex_images.is_single_frame(index, dataset_info):
+        return build_single_image_stage(index, dataset_info, apex_cfg, frames_dir, apex_csv,
+                                        metrics_json, report_json, strict, max_clips, progress)
     t0 = time.perf_counter()
     methods = list(apex_cfg.method_list)
     if not methods:
@@ -429,6 +437,23 @@ def _alignment_report(kept, aligned, by_eyes, box_crop, no_face, margin) -> dict
             {r["sample_id"]: r["alignment"]["transform"] for r in kept if r["face"] != "aligned"}}
 
 
+def build_single_image_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
+                             frames_dir: str | Path = "data/frames",
+                             apex_csv: str | Path = "data/apex.csv",
+                             metrics_json: str | Path = "reports/apex_metrics.json",
+                             report_json: str | Path = handover.REPORT_JSON,
+                             strict: bool = True, max_clips: int = 0,
+                             progress: bool = True) -> dict:
+    """The apex stage of a single-image set (no spotting): every image resized and cached as
+    the ``annotated`` frame, with a report that says so
+    (:func:`mer_core.apex_single.build_single_image_stage`; arguments as
+    :func:`build_apex_stage`'s)."""
+    return apex_single.build_single_image_stage(
+        index, dataset_info, apex_cfg, frames_dir=frames_dir, apex_csv=apex_csv,
+        metrics_json=metrics_json, report_json=report_json, strict=strict,
+        max_clips=max_clips, progress=progress)
+
+
 def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> dict:
     """Curves of one index row (for plots): ``{"frames": numbers, method: curve, ...}``.
 
@@ -450,4 +475,4 @@ def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> d
 
 
 __all__ = ["ClipReadError", "random_index", "read_clip", "process_clip", "build_apex_stage",
-           "clip_curves"]
+           "build_single_image_stage", "clip_curves"]

@@ -15,6 +15,10 @@ it does for the deep rows' epochs. Outputs per baseline, in ``results/baselines/
 ``predictions.csv`` and ``run.json`` (formats of :mod:`mer_core.handover`, as a train stage
 writes them), and the two files this module owns: ``choices.csv`` (per fold: the C chosen, its
 inner UF1, sizes, seconds) and ``grid_predictions.csv`` (the test predictions of every C).
+
+A prepared apex-image set (one image per clip) has no clip and no onset frame: only the probe on
+the apex pixels runs there, and :func:`applicable` names the skipped baselines with the reason
+(the baselines, evaluate and table4 notebooks all call it, so they agree on the rows).
 """
 from __future__ import annotations
 
@@ -22,7 +26,7 @@ import hashlib
 import time
 from importlib import import_module
 import warnings
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -63,6 +67,43 @@ class BaselineSpec:
 FEATURES = dict(zip(vocab.BASELINES, (BaselineSpec("svm", "clips"),
                                       BaselineSpec("logreg", "apex"),
                                       BaselineSpec("logreg", "apex-onset")), strict=True))
+#: The inputs that need a frame sequence, with what they need of it (a prepared apex-image set,
+#: one image per clip, has none: :func:`applicable`).
+SEQUENCE_NEEDS = {"clips": "the clip onset..offset (clips.npy)",
+                  "apex-onset": "the onset frame"}
+
+
+def applicable(cfg: BaselinesConfig, dataset_info: dict | None
+               ) -> tuple[BaselinesConfig, dict[str, str]]:
+    """The baselines of ``cfg`` this input allows, and why the others are skipped.
+
+    A prepared apex-image set (``dataset.json``: ``single_frame``) has one image per clip: only
+    a baseline on the apex frame with ``apex: annotated`` (``probe_apex``) can run there; every
+    other input is always available.
+
+    Args:
+        cfg: the ``baselines`` section.
+        dataset_info: ``data/dataset.json``.
+
+    Returns:
+        (``cfg`` with ``names`` cut to the baselines that can run, {skipped name: reason}).
+        Without skips ``cfg`` itself is returned.
+    """
+    if not (dataset_info or {}).get("single_frame"):
+        return cfg, {}
+    skipped = {}
+    for name in cfg.name_list:
+        needs = FEATURES[name].needs
+        if needs in SEQUENCE_NEEDS:
+            skipped[name] = (f"needs {SEQUENCE_NEEDS[needs]}, but the input has one image per "
+                             "clip (no frame sequence)")
+        elif cfg.apex != "annotated":
+            skipped[name] = (f"needs frames {cfg.apex!r} (baselines.apex), but the input has one "
+                             "image per clip: only 'annotated' exists")
+    if not skipped:
+        return cfg, {}
+    kept = [n for n in cfg.name_list if n not in skipped]
+    return replace(cfg, names=",".join(kept)), skipped
 
 
 # ----------------------------------------------------------------------------- features
@@ -478,6 +519,6 @@ def _run_one(name: str, cfg: BaselinesConfig, index: pd.DataFrame, labels: Seque
     return pred
 
 
-__all__ = ["BaselineSpec", "FEATURES", "GRID_CSV", "read_choices", "n_codes", "lbp_top", "lbp_top_features",
-           "pixel_features", "difference_features", "fit_predict", "run_loso", "run_baseline",
+__all__ = ["BaselineSpec", "FEATURES", "SEQUENCE_NEEDS", "applicable", "GRID_CSV", "read_choices",
+           "n_codes", "lbp_top", "lbp_top_features", "pixel_features", "difference_features", "fit_predict", "run_loso", "run_baseline",
            "write_baseline", "run_baselines"]

@@ -2,7 +2,9 @@
 
 Every function takes the index after the protocol (``data/index.csv``, with ``label``); figures
 are returned (not shown or saved) so the notebook can display them and
-:func:`mer_core.charts.save_figure` writes them atomically.
+:func:`mer_core.charts.save_figure` writes them atomically. A prepared apex-image set (one image
+per clip, :mod:`mer_core.apex_images`) has no frame sequence: the clip-length and
+onset -> apex -> offset views return None there, and the notebook prints :data:`NO_SEQUENCES`.
 """
 from __future__ import annotations
 
@@ -11,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from mer_core.apex_images import NO_SEQUENCES, is_single_frame
 from mer_core.datasets import loso_folds
 from mer_core.images import frame_numbers, read_frames
 
@@ -73,10 +76,13 @@ def clip_fps(index: pd.DataFrame, info: dict) -> float | pd.Series:
     return index["dataset"].map(lambda d: float(parts[d]["fps"])).rename("fps")
 
 
-def clip_length_stats(index: pd.DataFrame, fps: float | pd.Series) -> dict:
+def clip_length_stats(index: pd.DataFrame, fps: float | pd.Series) -> dict | None:
     """Min, quartiles, max of the clip length (frames) and the median in milliseconds (``fps``:
     one rate, or one per clip: :func:`clip_fps`), plus the relative apex position
-    (apex - onset) / (offset - onset) over clips with an apex."""
+    (apex - onset) / (offset - onset) over clips with an apex; None for single images (no
+    sequence, :data:`NO_SEQUENCES`)."""
+    if is_single_frame(index):
+        return None
     n = clip_lengths(index)
     q = n.quantile([0.25, 0.5, 0.75])
     median_ms = (float(q[0.5] / fps * 1000) if not isinstance(fps, pd.Series)
@@ -94,9 +100,12 @@ def clip_length_stats(index: pd.DataFrame, fps: float | pd.Series) -> dict:
 
 def clip_length_figure(index: pd.DataFrame, fps: float | pd.Series, bins: int = 20):
     """Histogram of clip lengths (frames; milliseconds on the top axis). With one rate per
-    clip (a composite, :func:`clip_fps`) the datasets are stacked and no ms axis is drawn."""
+    clip (a composite, :func:`clip_fps`) the datasets are stacked and no ms axis is drawn. None for single
+    images (no sequence, :data:`NO_SEQUENCES`)."""
     import matplotlib.pyplot as plt
 
+    if is_single_frame(index):
+        return None
     n = clip_lengths(index)
     fig, ax = plt.subplots(figsize=(6, 3.2))
     if isinstance(fps, pd.Series):
@@ -158,10 +167,13 @@ def class_strip_figure(index: pd.DataFrame, column: str = "label",
     """One row per class: onset, apex, offset frame and the magnified |apex - onset|.
 
     Returns:
-        A matplotlib Figure (rows = classes with an annotated apex).
+        A matplotlib Figure (rows = classes with an annotated apex); None for single images
+        (no onset or offset frame, :data:`NO_SEQUENCES`).
     """
     import matplotlib.pyplot as plt
 
+    if is_single_frame(index):
+        return None
     ex = pick_examples(index, column, labels)
     if ex.empty:
         raise ValueError("no clip with an annotated apex to show")
@@ -216,4 +228,5 @@ def card_summary(index: pd.DataFrame, info: dict) -> dict:
         "clip_length_frames": clip_length_stats(index, clip_fps(index, info)),
         **({"per_dataset": {d: int(k) for d, k in index["dataset"].value_counts().items()}}
            if index["dataset"].nunique() > 1 else {}),
+        **({"single_frame": True} if info.get("single_frame") else {}),
     }

@@ -590,6 +590,8 @@ def read_part(name: str, root: str | Path, cfg, subjects=None, progress: bool = 
         options["sheet"] = cfg.sheet
     if reader == "smic":
         options["band"] = cfg.band
+    if reader == apex_images.NAME:  # data.labels ("" = the one CSV under root)
+        options.update(apex_images.load_options(cfg))
     index = load_index(reader, root, **options)
     # generated frames are face crops by construction (the stand-ins use SAMM's and SMIC's
     # layouts, whose readers say "raw frames")
@@ -677,6 +679,7 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
         "root": out.attrs["root"] if cfg.dataset != "composite" else str(cfg.root),
         "sheet": out.attrs["sheet"] if cfg.dataset != "composite" else "",
         "parts": parts,
+        **apex_images.info_fields(out),  # single_frame: true for one image per clip
     }
     if clip_list:
         info["clip_list"] = str(clip_list)

@@ -32,8 +32,8 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
                  mcnemar_seed: int | None = None, n_subjects: int | None = None,
                  calibration: Mapping | None = None, machine: Sequence[str] = (),
                  n_tests: int | None = None, baselines=None, clip_frames: int | None = None,
-                 best_baseline: str | None = None, motion: Mapping | None = None
-                 ) -> list[str]:
+                 best_baseline: str | None = None, motion: Mapping | None = None,
+                 skipped_baselines: Mapping[str, str] | None = None) -> list[str]:
     """The facts every table is printed with (Markdown bullet lines), including how every
     choice the table depends on was made.
 
@@ -56,6 +56,11 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
         best_baseline: the baseline the deep rows' ΔUF1 column is taken against.
         motion: ``data/apex_report.json`` (its ``flow`` and ``diff`` records) when the tables
             have motion inputs (None: no line).
+        skipped_baselines: baselines of ``params.yaml`` that this input cannot run, with the
+            reason (:func:`mer_core.baselines.applicable`; None or empty: no line).
+
+    A single-image set (``dataset["single_frame"]``) gets a line saying so (no sequence, no
+    spotting).
     """
     def get(k, default=None):
         return train.get(k, default) if isinstance(train, Mapping) else getattr(train, k, default)
@@ -96,6 +101,10 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
     composite = composite_line(dataset)
     if composite:
         lines.append(composite)
+    if dataset.get("single_frame"):
+        lines.append("- **Input:** one prepared face image per clip (no frame sequence): "
+                     "nothing was spotted, and the only frames are the images themselves, the "
+                     "annotated apex.")
     if reference:
         on = f" on seed {mcnemar_seed}" if mcnemar_seed is not None else ""
         family = (f" over each table's tests (Table 4: {n_tests})" if n_tests
@@ -104,6 +113,9 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
                      f"`{reference}`{on} (same clips), p Holm-adjusted{family}.")
     if baselines is not None and baselines.name_list:
         lines.append(baselines_line(baselines, clip_frames, best_baseline))
+    if skipped_baselines:
+        lines.append("- **Baselines not run:** " + "; ".join(
+            f"`{n}`: {reason}" for n, reason in skipped_baselines.items()) + ".")
     if motion:
         lines.append(motion_line(motion))
     if best_spotter:

@@ -190,7 +190,7 @@ def test_code_version_hashes_what_a_fold_computes_and_the_stage_reruns_on_it():
 STAGE_MODULES = {
     0: {"sheets", "smic", "images", "datasets", "composite", "casme3", "apex_images",
         "synthetic", "synthetic_faces", "synthetic_standins", "card"},
-    1: {"apex", "apex_scores", "faces", "motion", "apex_stage", "apex_figures"},
+    1: {"apex", "apex_scores", "faces", "motion", "apex_stage", "apex_figures", "apex_single"},
     2: {"loso", "fold", "nested", "machine", "fingerprints", "models", "losses", "gradcam",
         "train_figures", "baselines"},
     3: {"stats", "evaluate", "leakage"},
