@@ -578,8 +578,8 @@ def read_part(name: str, root: str | Path, cfg, subjects=None, progress: bool = 
         progress: the generators' progress bars.
 
     Returns:
-        (its index, before the protocol; its part record for ``dataset.json``: name,
-        description, synthetic, fps, aligned, apex_annotated, root, sheet, layout).
+        (its index, before the protocol; its part record for ``dataset.json``: name, label
+        (the table's column head), description, synthetic, fps, aligned, apex_annotated, root, sheet, layout).
     """
     root = Path(root)
     reader = vocab.STANDINS.get(name, name)
@@ -597,8 +597,13 @@ def read_part(name: str, root: str | Path, cfg, subjects=None, progress: bool = 
     # layouts, whose readers say "raw frames")
     aligned = bool(index.attrs["aligned"]) or name in vocab.STANDINS
     fps = vocab.SMIC_BAND_FPS[cfg.band] if reader == "smic" else vocab.FPS[reader]
+    label = {"synthetic": "CASME II-shaped (synthetic)", "casme2": "CASME II", "samm": "SAMM",
+             "smic": f"SMIC-E {cfg.band}", "casme3": "CAS(ME)^3",
+             "apex_images": "apex images"}[reader]
+    if name in vocab.STANDINS:
+        label = f"{label.split()[0]}-shaped (synthetic)"
     return index, {
-        "name": name, "description": _part_description(name, root, cfg),
+        "name": name, "label": label, "description": _part_description(name, root, cfg),
         "synthetic": name == "synthetic" or name in vocab.STANDINS, "fps": fps,
         "aligned": aligned, "apex_annotated": bool(index.attrs.get("apex_annotated", True)),
         "root": index.attrs["root"], "sheet": index.attrs["sheet"],

@@ -73,8 +73,9 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
                else f"initialised from `{pretrained}`")
     synthetic = bool(dataset.get("synthetic"))
     desc = dataset.get("description") or dataset.get("dataset", "unknown dataset")
-    kind = ("**SYNTHETIC** data: these numbers are not CASME II results and not the paper's"
-            if synthetic else f"real data ({dataset.get('dataset', '?')})")
+    kind = ("**SYNTHETIC** data: these numbers are not " + _real_names(dataset)
+            + " results and not the paper's" if synthetic
+            else f"real data ({dataset.get('dataset', '?')})")
     folds = f", {n_subjects} folds" if n_subjects else ""
     subjects = f"the {n_subjects} test subjects" if n_subjects else "the test subjects"
     seed_text = (f"seeds {', '.join(map(str, seeds))} (cells: mean ± sd over seeds)"
@@ -131,6 +132,16 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
     return lines
 
 
+def _real_names(dataset: Mapping) -> str:
+    """The real datasets a synthetic set stands in for: ``CASME II`` (the synthetic set), or
+    each synthetic part's (``CASME II, SAMM or SMIC-E``)."""
+    parts = dataset.get("parts") or {}
+    names = [{"synthetic": "CASME II", "samm": "SAMM", "smic": "SMIC-E"}.get(k, k)
+             for k, v in parts.items() if isinstance(v, Mapping) and v.get("synthetic")]
+    names = names or ["CASME II"]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else names[0]
+
+
 def composite_line(dataset: Mapping) -> str | None:
     """How a composite's scores were made (MEGC 2019), from ``data/dataset.json``'s ``parts``.
 
@@ -150,7 +161,7 @@ def composite_line(dataset: Mapping) -> str | None:
         facts = [f"`{key}`"] + ["SYNTHETIC"] * bool(info.get("synthetic"))
         facts += [f"{info[k]} {w}" for k, w in (("n_clips", "clips"), ("n_subjects", "subjects"))
                   if info.get(k) is not None]
-        return f"{info.get('name') or key} ({', '.join(facts)})"
+        return f"{info.get('label') or info.get('name') or key} ({', '.join(facts)})"
 
     return (f"- **Composite (MEGC 2019):** the Composite columns pool the predictions of all "
             f"parts' clips and score them once (the challenge's composite score); the columns "

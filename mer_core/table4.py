@@ -68,9 +68,11 @@ def dataset_order(metric_map: Mapping[str, Mapping], parts: Mapping | None = Non
 
 
 def dataset_names(datasets: Sequence[str], parts: Mapping | None = None) -> dict[str, str]:
-    """dataset -> its display name: ``parts[dataset]["name"]`` (``data/dataset.json``), else
+    """dataset -> its display name: ``parts[dataset]["label"]`` or ``["name"]``
+    (``data/dataset.json``), else
     the dataset value itself."""
-    return {d: str(((parts or {}).get(d) or {}).get("name") or d) for d in datasets}
+    return {d: str(((parts or {}).get(d) or {}).get("label")
+                   or ((parts or {}).get(d) or {}).get("name") or d) for d in datasets}
 
 
 def _dataset_cells(block: Mapping | None, datasets: Sequence[str]) -> dict:

@@ -288,6 +288,8 @@ def test_data_stage_builds_the_composite_of_the_stand_ins(built_composite):
     smic, samm = info["parts"]["smic"], info["parts"]["samm"]
     assert smic["fps"] == 100 and samm["fps"] == 200 and not smic["apex_annotated"]
     assert samm["aligned"] and smic["aligned"]             # generated frames are face crops
+    assert [p["label"] for p in info["parts"].values()] == [
+        "CASME II-shaped (synthetic)", "SAMM-shaped (synthetic)", "SMIC-E-shaped (synthetic)"]
     assert "NOT real SAMM" in samm["description"] and "NOT real SMIC" in info["description"]
     assert sum(p["n_clips"] for p in info["parts"].values()) == len(index)
     # SAMM 006: 9/0/2, 007: 1/5/2; SMIC s01: 3/2/1, s02: 0/1/5 (the composite's counts)
