@@ -54,6 +54,20 @@ def metrics_table(metrics: Mapping) -> pd.DataFrame:
     return table
 
 
+def scored(metrics: Mapping) -> bool:
+    """Whether any spotter could be scored: False without an annotated apex (SMIC-E)."""
+    return any(isinstance(v, Mapping) and v.get("n_scored") for v in metrics.values())
+
+
+def skip_line(what: str, single: bool) -> str:
+    """The line a notebook prints instead of a section it cannot draw: one prepared image per
+    clip (no sequence), or no annotated apex to score the spotters against."""
+    if single:
+        return f"{what}: skipped (one prepared image per clip: no frame sequence, nothing spotted)."
+    return (f"{what}: skipped (no clip has an annotated apex: the spotters ran, but there is "
+            "nothing to score them against).")
+
+
 def best_note(metrics: Mapping) -> str:
     """Markdown line with the best spotter's MAE and, for comparison, that of ``middle``.
 
@@ -222,6 +236,8 @@ def example_crops(frames_dir, index: pd.DataFrame, methods: Sequence[str], n: in
     k = min(n, len(cached))
     crops = {}
     for s in vocab.cached_strategies(methods):
+        if not frame_cache.cache_files(frames_dir, s)[0].is_file():
+            continue  # no annotated apex: no annotated cache
         arr = frame_cache.load_cache(frames_dir, s, cached)
         numbers = frame_cache.cached_ids(frames_dir, s)["frame"]
         crops[s] = (arr[:k], [numbers[i] for i in range(k)])
@@ -430,7 +446,7 @@ def alignment_figure(examples: Sequence[Mapping], size: int):
     return fig
 
 
-__all__ = ["REPORT_KEYS", "dataset_line", "metrics_table", "best_note", "apex_errors",
+__all__ = ["REPORT_KEYS", "dataset_line", "metrics_table", "scored", "skip_line", "best_note", "apex_errors",
            "error_figure", "example_clips", "example_curves", "spotting_curves_figure",
            "example_crops", "crops_figure", "flow_figure", "stage_report", "alignment_note",
            "alignment_examples", "alignment_figure"]

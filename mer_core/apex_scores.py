@@ -54,18 +54,18 @@ def score(table: pd.DataFrame, fps: float | dict = 200.0, methods=None) -> dict:
     return out
 
 
-def best_method(metrics: dict, methods) -> str:
+def best_method(metrics: dict, methods) -> str | None:
     """The non-``middle`` method with the lowest MAE (ties: first listed).
 
-    Without any scored non-``middle`` method (no annotations at all), the first non-``middle``
-    method listed; ``middle`` only if it is the only method.
+    Without any scored non-``middle`` method (no annotations at all), None: there is nothing
+    to choose by; ``middle`` if it is the only method.
     """
     candidates = [m for m in methods if m != "middle"]
     if not candidates:
         return "middle"
     scored = [m for m in candidates if metrics.get(m, {}).get("mae_frames") is not None]
     if not scored:
-        return candidates[0]
+        return None
     return min(scored, key=lambda m: metrics[m]["mae_frames"])
 
 
@@ -96,8 +96,7 @@ def choose_per_fold(table: pd.DataFrame, subject_of: dict, methods=None) -> pd.D
     rows = []
     for s in sorted(set(subject_of.values())):
         m = score(table[subj != s], methods=methods)
-        n_scored = max((m[k]["n_scored"] for k in methods if k != "middle"), default=0)
-        best = m["best"] if n_scored else None
+        best = m["best"]
         rows.append({"subject": s, "method": best,
                      "mae_train_frames": m.get(best, {}).get("mae_frames"),
                      "n_train_clips": m.get(best, {}).get("n_scored", 0)})

@@ -175,9 +175,6 @@ def build_single_image_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
     return {**report, "metrics": metrics}
 
 
-def skip_line(what: str) -> str:
-    """The line a notebook prints instead of a section that needs a frame sequence."""
-    return f"{what}: skipped (one prepared image per clip: no frame sequence, nothing spotted)."
 
 
 def summary_line(result: dict) -> str:
@@ -225,4 +222,4 @@ def image_grid_figure(frames_dir, index: pd.DataFrame, labels, per_class: int = 
 
 
 __all__ = ["STRATEGY", "NOTE", "NOT_MADE", "read_image", "build_single_image_stage",
-           "skip_line", "summary_line", "image_grid_figure"]
+           "summary_line", "image_grid_figure"]

@@ -652,12 +652,10 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
         parts[vocab.STANDINS.get(name, name)] = part
     index = combine(indexes) if cfg.dataset == "composite" else indexes[0]
     if not any(p["apex_annotated"] for p in parts.values()):
-        # the apex stage would fill every annotated-apex cache with spotter output and pick
-        # the per-fold spotter without any annotation: refuse rather than mislabel the rows
-        raise ValueError(f"data.dataset {cfg.dataset!r}: this dataset has no annotated apex, "
-                         "and the pipeline cannot run it yet (annotated-apex rows, the per-fold "
-                         "spotter choice and the apex scores need one; issue 15). Read it with "
-                         f"mer_core.datasets.load_index({cfg.dataset!r}, root) meanwhile.")
+        # no annotated apex at all (SMIC-E): the apex stage caches no annotated strategy and
+        # chooses no spotter per fold; the strategies that need one stop with the reason
+        logger.warning("%s: no annotated apex: only the onset, middle, random and "
+                       "spotted:<method> frame strategies apply", cfg.dataset)
     clip_list = cfg.labels or None if cfg.dataset == "composite" else None
     out = apply_protocol(index, cfg.protocol, clips=clip_list)
     ex = excluded(out)

@@ -210,7 +210,7 @@ def test_best_is_never_middle_and_survives_missing_annotations():
     none = table([("a", "middle", 1, None), ("a", "optical_flow", 2, None)])
     m = apex_scores.score(none)
     assert m["optical_flow"]["mae_frames"] is None and m["optical_flow"]["n_excluded_na"] == 1
-    assert m["best"] == "optical_flow"
+    assert m["best"] is None                                 # nothing to choose by
     assert apex_scores.score(table([("a", "middle", 1, 1)]))["best"] == "middle"
     with pytest.raises(ValueError, match="apex_annotated"):
         apex_scores.score(pd.DataFrame({"sample_id": ["a"], "method": ["lbp"], "apex_pred": [1]}))

@@ -318,10 +318,31 @@ def test_composite_apex_stage_scores_each_clip_at_its_rate(built_composite):
     assert set(choice) == set(index["subject"])
 
 
-def test_a_dataset_without_any_annotated_apex_is_refused_by_the_data_stage(tmp_path):
-    cfg = _data_cfg(tmp_path, dataset="synthetic_smic", parts="")
-    with pytest.raises(ValueError, match="no annotated apex"):
-        ds.build_index(cfg, out_dir=tmp_path / "data", progress=False, subjects=["s01"])
+def test_a_dataset_without_any_annotated_apex_runs_the_strategies_that_need_none(tmp_path):
+    """SMIC-E alone: no annotated apex. The data stage says so in dataset.json; the apex stage
+    spots, scores nothing, caches no annotated strategy and chooses no spotter per fold; the
+    strategies that need an annotation stop with the reason, the others load."""
+    from mer_core import apex_scores, frame_cache
+    from mer_core.apex_stage import build_apex_stage
+    from mer_core.config import ApexConfig
+
+    cfg = _data_cfg(tmp_path / "smic", dataset="synthetic_smic", parts="")
+    index, info = ds.build_index(cfg, out_dir=tmp_path / "data", progress=False,
+                                 subjects=["s01", "s02"])
+    assert info["apex_annotated"] is False and info["fps"] == 100
+    rep = build_apex_stage(index, info, ApexConfig(workers=1, image_size=16), tmp_path / "f",
+                           tmp_path / "apex.csv", tmp_path / "m.json", tmp_path / "r.json",
+                           progress=False)
+    assert rep["metrics"]["best"] is None and rep["best_all_clips"] is None
+    assert len(rep["no_annotated_apex"]["clips"]) == len(index)
+    assert not frame_cache.cache_files(tmp_path / "f", "annotated")[0].is_file()
+    ids = index["sample_id"].tolist()
+    for strategy in ("annotated", "spotted:best", "diff:annotated"):
+        with pytest.raises(frame_cache.NoAnnotationError, match="no annotated apex"):
+            frame_cache.load_fold_frames(tmp_path / "f", strategy, ids)
+    for strategy in ("onset", "spotted:lbp", "flow:spotted:lbp"):
+        assert len(frame_cache.load_frames(tmp_path / "f", strategy, index).variants) == 1
+    assert apex_scores.best_method(rep["metrics"], ["middle", "lbp"]) is None
 
 
 def test_two_parts_read_as_one_dataset_are_refused(tmp_path):
