@@ -362,6 +362,10 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
                         else f"onset -> {source} {motion_kind}"})
         frame_cache.write_cache(frames_dir, f"{motion_kind}:{strategy}" if motion_kind
                                 else strategy, np.stack(arrays), pd.DataFrame(ids))
+    if unresolved:  # annotated caches of an earlier run must not be read as this run's
+        for stale in ("annotated", f"{FLOW}:annotated", f"{DIFF}:annotated"):
+            for f in frame_cache.cache_files(frames_dir, stale):
+                f.unlink(missing_ok=True)
     frame_cache.write_spotter_choice(frames_dir, choice)
     frame_cache.write_clips(frames_dir, np.stack([r["clip"] for r in kept]), pd.DataFrame(
         [{"sample_id": r["sample_id"],
@@ -403,7 +407,8 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
             ) if unresolved else ""},
         "spotter_choice": {"file": frame_cache.CHOICE_CSV, "per_fold": metrics["per_fold"],
                            "rule": "per fold: lowest MAE on the training subjects' clips"},
-        "strategies": {s: f"{vocab.strategy_stem(s)}.npy" for s in vocab.cached_strategies(methods)},
+        "strategies": {s: f"{vocab.strategy_stem(s)}.npy" for s in vocab.cached_strategies(methods)
+                       if s != "annotated" or not unresolved},
         "clips": {"file": f"{frame_cache.CLIPS}.npy", "frames": int(apex_cfg.clip_frames),
                   "rule": "evenly spaced over onset..offset, grey, face-cropped"},
         "flow": {"method": motion.flow_method(), "scale_px": motion.FLOW_SCALE,
@@ -464,9 +469,10 @@ def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> d
     opts = dict(options)
     if apex_cfg is not None:
         opts.setdefault("smooth", int(apex_cfg.smooth))
+    part = (dataset_info.get("parts") or {}).get(str(row.get("dataset", "")), dataset_info)
     task = {"sample_id": str(row["sample_id"]), "frames_dir": str(row["frames_dir"]),
             "onset": int(row["onset"]), "offset": int(row["offset"]), "apex": None,
-            "aligned": bool(dataset_info.get("aligned", False)), "methods": list(methods),
+            "aligned": bool(part.get("aligned", False)), "methods": list(methods),
             "options": opts, "image_size": 8,
             "face_margin": float(apex_cfg.face_margin) if apex_cfg else 0.2,
             "random_seed": 0, "strict": True, "keep_curves": True, "motion": False}
