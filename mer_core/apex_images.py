@@ -463,7 +463,8 @@ ANNOTATED = "annotated"
 
 
 def require_frames(strategy: str, info: dict | None, what: str) -> None:
-    """Stop an experiment or baseline whose frames a single-image set cannot give.
+    """Stop an experiment or baseline whose frames the input cannot give: a single-image set
+    has only its images, a composite with an unannotated part no annotated apex there.
 
     Args:
         strategy: its frame strategy (``annotated``, ``onset``, ``spotted:best``,
@@ -474,7 +475,12 @@ def require_frames(strategy: str, info: dict | None, what: str) -> None:
     Raises:
         SingleFrameError: the dataset is a single-image set and ``strategy`` is not
             ``annotated`` (the message names ``what`` and the strategy).
+        mer_core.composite.UnannotatedPartError: a composite with a part without an annotated
+            apex, and ``strategy`` is at the annotated apex.
     """
+    from mer_core.composite import require_annotated_parts
+
+    require_annotated_parts(strategy, info, what)
     if strategy == ANNOTATED or not (info or {}).get("single_frame"):
         return
     raise SingleFrameError(

@@ -96,7 +96,8 @@ def choose_per_fold(table: pd.DataFrame, subject_of: dict, methods=None) -> pd.D
     rows = []
     for s in sorted(set(subject_of.values())):
         m = score(table[subj != s], methods=methods)
-        best = m["best"]
+        evidence = any(m[k]["n_scored"] for k in methods if k in m)
+        best = m["best"] if evidence else None  # nothing scored: nothing to choose by
         rows.append({"subject": s, "method": best,
                      "mae_train_frames": m.get(best, {}).get("mae_frames"),
                      "n_train_clips": m.get(best, {}).get("n_scored", 0)})

@@ -61,7 +61,7 @@ Clips run in a ``spawn`` process pool (``workers``): a script that calls
 pytest need nothing).
 
 A prepared apex-image set (``data.dataset: apex_images``, one face image per clip) has none of
-the above but the ``annotated`` cache: :func:`build_single_image_stage`
+the above but the ``annotated`` cache: :func:`mer_core.apex_single.build_single_image_stage`
 (:mod:`mer_core.apex_single`) writes it and a report saying there was nothing to spot.
 """
 from __future__ import annotations
@@ -263,7 +263,7 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         The report dict (also written to ``report_json``), with ``metrics`` added.
 
     A prepared apex-image set (one image per clip, :mod:`mer_core.apex_images`) has no sequence
-    to spot in or to cut frames from: :func:`build_single_image_stage` caches its images as the
+    to spot in or to cut frames from: :func:`mer_core.apex_single.build_single_image_stage` caches its images as the
     ``annotated`` frames, nothing else, and says so in the report.
 
     Raises:
@@ -272,8 +272,9 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
         ValueError: an empty index, or no clip left.
     """
     if apex_images.is_single_frame(index, dataset_info):
-        return build_single_image_stage(index, dataset_info, apex_cfg, frames_dir, apex_csv,
-                                        metrics_json, report_json, strict, max_clips, progress)
+        return apex_single.build_single_image_stage(
+            index, dataset_info, apex_cfg, frames_dir, apex_csv, metrics_json, report_json,
+            strict, max_clips, progress)
     t0 = time.perf_counter()
     methods = list(apex_cfg.method_list)
     if not methods:
@@ -362,6 +363,10 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
                         else f"onset -> {source} {motion_kind}"})
         frame_cache.write_cache(frames_dir, f"{motion_kind}:{strategy}" if motion_kind
                                 else strategy, np.stack(arrays), pd.DataFrame(ids))
+    if unresolved:  # annotated caches of an earlier run must not be read as this run's
+        for stale in ("annotated", f"{FLOW}:annotated", f"{DIFF}:annotated"):
+            for f in frame_cache.cache_files(frames_dir, stale):
+                f.unlink(missing_ok=True)
     frame_cache.write_spotter_choice(frames_dir, choice)
     frame_cache.write_clips(frames_dir, np.stack([r["clip"] for r in kept]), pd.DataFrame(
         [{"sample_id": r["sample_id"],
@@ -403,7 +408,8 @@ def build_apex_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
             ) if unresolved else ""},
         "spotter_choice": {"file": frame_cache.CHOICE_CSV, "per_fold": metrics["per_fold"],
                            "rule": "per fold: lowest MAE on the training subjects' clips"},
-        "strategies": {s: f"{vocab.strategy_stem(s)}.npy" for s in vocab.cached_strategies(methods)},
+        "strategies": {s: f"{vocab.strategy_stem(s)}.npy" for s in vocab.cached_strategies(methods)
+                       if s != "annotated" or not unresolved},
         "clips": {"file": f"{frame_cache.CLIPS}.npy", "frames": int(apex_cfg.clip_frames),
                   "rule": "evenly spaced over onset..offset, grey, face-cropped"},
         "flow": {"method": motion.flow_method(), "scale_px": motion.FLOW_SCALE,
@@ -437,23 +443,6 @@ def _alignment_report(kept, aligned, by_eyes, box_crop, no_face, margin) -> dict
             {r["sample_id"]: r["alignment"]["transform"] for r in kept if r["face"] != "aligned"}}
 
 
-def build_single_image_stage(index: pd.DataFrame, dataset_info: dict, apex_cfg,
-                             frames_dir: str | Path = "data/frames",
-                             apex_csv: str | Path = "data/apex.csv",
-                             metrics_json: str | Path = "reports/apex_metrics.json",
-                             report_json: str | Path = handover.REPORT_JSON,
-                             strict: bool = True, max_clips: int = 0,
-                             progress: bool = True) -> dict:
-    """The apex stage of a single-image set (no spotting): every image resized and cached as
-    the ``annotated`` frame, with a report that says so
-    (:func:`mer_core.apex_single.build_single_image_stage`; arguments as
-    :func:`build_apex_stage`'s)."""
-    return apex_single.build_single_image_stage(
-        index, dataset_info, apex_cfg, frames_dir=frames_dir, apex_csv=apex_csv,
-        metrics_json=metrics_json, report_json=report_json, strict=strict,
-        max_clips=max_clips, progress=progress)
-
-
 def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> dict:
     """Curves of one index row (for plots): ``{"frames": numbers, method: curve, ...}``.
 
@@ -464,9 +453,10 @@ def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> d
     opts = dict(options)
     if apex_cfg is not None:
         opts.setdefault("smooth", int(apex_cfg.smooth))
+    part = (dataset_info.get("parts") or {}).get(str(row.get("dataset", "")), dataset_info)
     task = {"sample_id": str(row["sample_id"]), "frames_dir": str(row["frames_dir"]),
             "onset": int(row["onset"]), "offset": int(row["offset"]), "apex": None,
-            "aligned": bool(dataset_info.get("aligned", False)), "methods": list(methods),
+            "aligned": bool(part.get("aligned", False)), "methods": list(methods),
             "options": opts, "image_size": 8,
             "face_margin": float(apex_cfg.face_margin) if apex_cfg else 0.2,
             "random_seed": 0, "strict": True, "keep_curves": True, "motion": False}
@@ -475,4 +465,4 @@ def clip_curves(row, dataset_info: dict, methods, apex_cfg=None, **options) -> d
 
 
 __all__ = ["ClipReadError", "random_index", "read_clip", "process_clip", "build_apex_stage",
-           "build_single_image_stage", "clip_curves"]
+           "clip_curves"]

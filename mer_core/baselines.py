@@ -43,6 +43,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.svm import SVC
 
 from mer_core import frame_cache, handover, io, metrics, vocab
+from mer_core.composite import require_annotated_parts
 from mer_core.config import BaselinesConfig
 from mer_core.frame_cache import FoldFrames
 
@@ -89,6 +90,8 @@ def applicable(cfg: BaselinesConfig, dataset_info: dict | None
         (``cfg`` with ``names`` cut to the baselines that can run, {skipped name: reason}).
         Without skips ``cfg`` itself is returned.
     """
+    if any(FEATURES[n].needs != "clips" for n in cfg.name_list):  # the probes' apex
+        require_annotated_parts(cfg.apex, dataset_info, "baselines.apex")
     if not (dataset_info or {}).get("single_frame"):
         return cfg, {}
     skipped = {}

@@ -50,6 +50,42 @@ class ListRow(NamedTuple):
     label: str       #: a class of the protocol, lower case
 
 
+class UnannotatedPartError(ValueError):
+    """A frame strategy at the annotated apex on a composite with a part that has none."""
+
+
+def unannotated_parts(info: dict | None) -> list[str]:
+    """The parts of a composite's ``dataset.json`` without an annotated apex (SMIC-E)."""
+    parts = (info or {}).get("parts") or {}
+    return [k for k, v in parts.items() if len(parts) > 1 and not v.get("apex_annotated", True)]
+
+
+def require_annotated_parts(strategy: str, info: dict | None, what: str) -> None:
+    """Stop an experiment or baseline at the annotated apex (``annotated``, ``flow:annotated``,
+    ``diff:annotated``) on a composite with a part that has no annotated apex: every clip of that
+    part would take its fold's spotter, and the row, headed "Annotated apex", would be spotter
+    output there.
+
+    Args:
+        strategy: the frame strategy.
+        info: ``data/dataset.json``.
+        what: the experiment or key, for the message.
+
+    Raises:
+        UnannotatedPartError: names ``what``, the strategy and the parts.
+    """
+    from mer_core import vocab
+
+    missing = unannotated_parts(info)
+    if not missing or vocab.motion_of(strategy)[1] != "annotated":
+        return
+    raise UnannotatedPartError(
+        f"{what}: frames {strategy!r} need an annotated apex, but the composite's part(s) "
+        f"{', '.join(missing)} have none (their clips would all be spotter output under an "
+        f"'annotated' heading). Use 'spotted:best' (chosen per fold on the annotated parts), "
+        f"'spotted:<method>', 'onset' or 'middle'.")
+
+
 def dataset_of(sample_id: str) -> str:
     """The dataset of a sample id: ``samm/samm006/006_1_2`` -> ``samm``.
 

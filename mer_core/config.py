@@ -48,6 +48,10 @@ class DataConfig:
         _choice(where, "protocol", self.protocol, vocab.PROTOCOLS)
         _choice(where, "band", self.band, tuple(vocab.SMIC_BAND_FPS))
         _positive(where, "synthetic_size", self.synthetic_size)
+        names = [n for n, _ in self.part_list] if self.dataset == "composite" else [self.dataset]
+        if self.band != "HS" and any(vocab.STANDINS.get(n) == "smic" for n in names):
+            raise ConfigError(f"{where}: key 'band' is {self.band!r}, but the SMIC-E stand-in "
+                              "has the HS band only; expected 'HS'")
         if self.labels.strip() and self.dataset not in ("apex_images", "composite"):
             raise ConfigError(f"{where}: key 'labels' ({self.labels!r}) is a label list for "
                               f"dataset apex_images or composite, not {self.dataset!r}; "
@@ -64,9 +68,13 @@ class DataConfig:
                 raise ConfigError(f"{where}: key 'parts' has {name}={folder!r}; expected "
                                   f"comma-separated <dataset>=<folder under root> with dataset "
                                   f"one of {', '.join(kinds)}, e.g. 'casme2=CASME2,samm=SAMM'")
-        if len(parts) < 2 or len({n for n, _ in parts}) != len(parts):
+        readers = [vocab.STANDINS.get(n, n) for n, _ in parts]
+        if len(parts) < 2 or len(set(readers)) != len(readers):
             raise ConfigError(f"{where}: key 'parts' is {self.parts!r}; a composite needs two or "
-                              "more different datasets")
+                              "more different datasets (a stand-in counts as its dataset)")
+        if self.sheet.strip():
+            raise ConfigError(f"{where}: key 'sheet' is {self.sheet!r}, but a composite reads "
+                              "each part's official sheet under its folder; expected ''")
 
 
 @dataclass

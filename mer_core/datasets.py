@@ -524,7 +524,9 @@ def loso_folds(index: pd.DataFrame) -> list[tuple[str, np.ndarray, np.ndarray]]:
 def describe(cfg, subjects=None) -> str:
     """One line saying what the dataset is (every report repeats it)."""
     if cfg.dataset == "composite":
-        return "MEGC 2019 composite of " + " + ".join(
+        kind = "MEGC 2019 composite" if cfg.protocol == "megc2019-3class" else "composite"
+        part = f", subjects {','.join(subjects)}" if subjects else ""
+        return f"{kind}{part} of " + " + ".join(
             _part_description(name, Path(cfg.root) / folder, cfg) for name, folder in cfg.part_list)
     if cfg.dataset == "synthetic":
         part = f", subjects {','.join(subjects)}" if subjects else ""
@@ -629,24 +631,29 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
         and ``apex_annotated`` (True only when true of every part).
 
     Raises:
-        ValueError: no clip is left; ``subjects`` for a dataset that is not generated; two parts
-            read by the same reader; plus everything :func:`load_index` and
+        ValueError: no clip is left (or none of a composite's part); ``subjects`` for a dataset
+            that is not generated, or naming no subject of a synthetic part (or one of none);
+            plus everything :func:`load_index` and
             :func:`apply_protocol` raise.
     """
     generated = ("synthetic", *vocab.STANDINS)
     names = [n for n, _ in cfg.part_list] if cfg.dataset == "composite" else [cfg.dataset]
     if subjects and not set(names) & set(generated):
         raise ValueError("build_index: subjects= only selects synthetic subjects")
-    readers = [vocab.STANDINS.get(n, n) for n in names]
-    if len(set(readers)) != len(readers):
-        raise ValueError(f"data.parts {cfg.parts!r}: two parts are read as the same dataset "
-                         f"({', '.join(readers)}); give each dataset once")
     folders = ([Path(cfg.root) / f for _, f in cfg.part_list] if cfg.dataset == "composite"
                else [Path(cfg.root)])
+    if subjects and cfg.dataset == "composite":
+        claimed = {s for n in names if n in generated for s in _own_subjects(n, subjects)}
+        if set(subjects) - claimed:
+            raise ValueError(f"build_index: subjects {sorted(set(subjects) - claimed)} belong to "
+                             "no synthetic part of data.parts (sub01, samm006, s01, ...)")
     indexes, parts = [], {}
     for name, folder in zip(names, folders):
         own = (_own_subjects(name, subjects) if cfg.dataset == "composite" else subjects) \
             if name in generated else None
+        if subjects and name in generated and not own:
+            raise ValueError(f"build_index: subjects {subjects} name none of part {name}'s "
+                             "subjects; a subset names some of every synthetic part")
         index, part = read_part(name, folder, cfg, own, progress)
         indexes.append(index)
         parts[vocab.STANDINS.get(name, name)] = part
@@ -664,6 +671,13 @@ def build_index(cfg, out_dir: str | Path = "data", subjects=None, progress: bool
                          f"{cfg.protocol!r} ({len(ex)} excluded; see excluded(...))")
     for name, part in parts.items():
         kept = out[out["dataset"] == name]
+        if kept.empty and len(parts) > 1:
+            lost = ex[ex["sample_id"].str.startswith(f"{name}/")]["reason"].value_counts()
+            raise ValueError(
+                f"data.parts: part {part['name']} ({part['root']}) has no clip left after "
+                f"validation and protocol {cfg.protocol!r}: " + ("; ".join(
+                    f"{n} x {r}" for r, n in lost.head(3).items()) or "no clip in its sheet")
+                + ". Fix or remove the part; a composite never loses a dataset silently.")
         part.update(n_clips=int(len(kept)), n_subjects=int(kept["subject"].nunique()))
     rates = {p["fps"] for p in parts.values()}
     info = {

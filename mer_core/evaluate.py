@@ -226,7 +226,8 @@ def per_dataset_table(metric_map: Mapping[str, Mapping], parts: Mapping | None =
         rows.append({**{c: entry.get(c) for c in cols}, "experiment": name,
                      "dataset": "Composite"})
         for d in order:
-            shown = ((parts or {}).get(d) or {}).get("name") or d
+            part = (parts or {}).get(d) or {}
+            shown = part.get("label") or part.get("name") or d
             rows.append({**{c: blocks[d].get(c) for c in cols}, "experiment": name,
                          "dataset": shown})
     return pd.DataFrame(rows, columns=cols)

@@ -73,9 +73,16 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
                else f"initialised from `{pretrained}`")
     synthetic = bool(dataset.get("synthetic"))
     desc = dataset.get("description") or dataset.get("dataset", "unknown dataset")
+    parts = dataset.get("parts") or {}
+    real = [v.get("label") or v.get("name") or k for k, v in parts.items()
+            if isinstance(v, Mapping) and not v.get("synthetic")]
     kind = ("**SYNTHETIC** data: these numbers are not " + _real_names(dataset)
             + " results and not the paper's" if synthetic
             else f"real data ({dataset.get('dataset', '?')})")
+    if synthetic and real:
+        kind = ("**partly SYNTHETIC** data: no number here is a result on real data, not even "
+                f"in the {', '.join(real)} columns (every model was also trained on synthetic "
+                "subjects)")
     folds = f", {n_subjects} folds" if n_subjects else ""
     subjects = f"the {n_subjects} test subjects" if n_subjects else "the test subjects"
     seed_text = (f"seeds {', '.join(map(str, seeds))} (cells: mean ± sd over seeds)"
@@ -104,8 +111,9 @@ def header_lines(dataset: Mapping, train, n_boot: int, ci: float,
         lines.append(composite)
     if dataset.get("single_frame"):
         lines.append("- **Input:** one prepared face image per clip (no frame sequence): "
-                     "nothing was spotted, and the only frames are the images themselves, the "
-                     "annotated apex.")
+                     "nothing was spotted, and the only frames are the images themselves: the "
+                     "apex image as supplied (the 'annotated' rows), whose apex choice this "
+                     "project cannot check.")
     if reference:
         on = f" on seed {mcnemar_seed}" if mcnemar_seed is not None else ""
         family = (f" over each table's tests (Table 4: {n_tests})" if n_tests
@@ -166,7 +174,8 @@ def composite_line(dataset: Mapping) -> str | None:
     return (f"- **Composite (MEGC 2019):** the Composite columns pool the predictions of all "
             f"parts' clips and score them once (the challenge's composite score); the columns "
             f"headed by a part's name score that part's clips alone, their intervals resampling "
-            f"that part's subjects only. Parts: "
+            f"that part's subjects only (the Composite intervals resample all subjects "
+            f"together, not stratified by part). Parts: "
             + "; ".join(part(k, v) for k, v in parts.items()) + ".")
 
 

@@ -79,7 +79,8 @@ def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, p
     choices, grid predictions over C 0.1 and 1, run.json) and ``params.yaml`` lists them.
     ``datasets``: with several, a composite: subject s belongs to ``datasets[(s - 1) % k]``
     (sample ids ``<dataset>/sub<s>/...``) and dataset.json gets ``dataset: composite`` and
-    ``parts`` (name ``<DATASET>-shaped synthetic``).
+    ``parts`` (name ``synthetic_<dataset>``, label ``<DATASET>-shaped (synthetic)``, as the
+    data stage writes them).
     """
     root = Path(root)
     rng = np.random.default_rng(seed)
@@ -114,7 +115,8 @@ def make_fake_project(root, experiments=EXPERIMENTS, seeds=(0,), n_subjects=6, p
     if len(datasets) > 1:
         part_rows = index.groupby("dataset", sort=False)
         info.update(dataset="composite", description="composite of fakes", parts={
-            d: {"name": f"{d.upper()}-shaped synthetic", "description": f"fake {d}",
+            d: {"name": f"synthetic_{d}", "label": f"{d.upper()}-shaped (synthetic)",
+                "description": f"fake {d}",
                 "synthetic": True, "n_clips": len(g), "n_subjects": g["subject"].nunique()}
             for d, g in part_rows})
     (root / "data" / "dataset.json").write_text(json.dumps(info))

@@ -346,6 +346,44 @@ def test_a_dataset_without_any_annotated_apex_runs_the_strategies_that_need_none
 
 
 def test_two_parts_read_as_one_dataset_are_refused(tmp_path):
-    cfg = _data_cfg(tmp_path, parts="samm=SAMM,synthetic_samm=samm2")
-    with pytest.raises(ValueError, match="same dataset"):
-        ds.build_index(cfg, out_dir=tmp_path / "data", progress=False)
+    from mer_core.config import ConfigError
+    with pytest.raises(ConfigError, match="stand-in counts as its dataset"):
+        _data_cfg(tmp_path, parts="samm=SAMM,synthetic_samm=samm2")
+
+
+def test_a_part_left_without_clips_stops_the_data_stage(tmp_path):
+    """The official list names CASME II clips as casme2: a synthetic part's clips are not in it
+    and would all be excluded; the composite must not lose the part silently."""
+    lst = tmp_path / "list.csv"
+    lst.write_text("samm,6,006_1_2,negative\r\n")
+    cfg = _data_cfg(tmp_path / "sets", parts="synthetic_samm=samm,synthetic_smic=smic",
+                    labels=str(lst))
+    with pytest.raises(ValueError, match="part synthetic_smic .* has no clip left"):
+        ds.build_index(cfg, out_dir=tmp_path / "data", progress=False,
+                       subjects=["samm006", "s01"])
+
+
+def test_subject_subsets_must_name_every_synthetic_part(tmp_path):
+    cfg = _data_cfg(tmp_path / "sets", parts="synthetic_samm=samm,synthetic_smic=smic")
+    with pytest.raises(ValueError, match="belong to no synthetic part"):
+        ds.build_index(cfg, out_dir=tmp_path / "data", progress=False,
+                       subjects=["samm006", "s01", "sub99x"])
+    with pytest.raises(ValueError, match="none of part synthetic_smic"):
+        ds.build_index(cfg, out_dir=tmp_path / "data", progress=False, subjects=["samm006"])
+
+
+def test_annotated_strategies_stop_on_a_composite_with_an_unannotated_part(built_composite):
+    from mer_core import apex_images, baselines
+    from mer_core.composite import UnannotatedPartError
+    from mer_core.config import BaselinesConfig
+
+    info = built_composite[3]
+    for strategy in ("annotated", "flow:annotated", "diff:annotated"):
+        with pytest.raises(UnannotatedPartError, match="smic"):
+            apex_images.require_frames(strategy, info, "experiment 'apex_annotated'")
+    for strategy in ("spotted:best", "onset", "flow:spotted:best"):
+        apex_images.require_frames(strategy, info, "x")
+    with pytest.raises(UnannotatedPartError, match="baselines.apex"):
+        baselines.applicable(BaselinesConfig(), info)
+    assert baselines.applicable(BaselinesConfig(apex="spotted:best"), info)[1] == {}
+    assert baselines.applicable(BaselinesConfig(names="lbptop_svm"), info)[1] == {}

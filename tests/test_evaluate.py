@@ -159,8 +159,8 @@ def test_per_dataset_table_lists_the_composite_then_each_part(composite):
                                    "uf1_ci_low", "uf1_ci_high", "uar", "uar_ci_low",
                                    "uar_ci_high"]
     onset = table[table["experiment"] == "onset"]
-    assert list(onset["dataset"]) == ["Composite", "CASME2-shaped synthetic",
-                                      "SAMM-shaped synthetic", "SMIC-shaped synthetic"]
+    assert list(onset["dataset"]) == ["Composite", "CASME2-shaped (synthetic)",
+                                      "SAMM-shaped (synthetic)", "SMIC-shaped (synthetic)"]
     assert onset["uf1"].iloc[0] == out["onset"]["uf1"] and onset["n"].iloc[0] == 90
     assert onset["uar"].iloc[2] == out["onset"]["per_dataset"]["samm"]["uar"]
     assert len(table) == 4 * len(out)

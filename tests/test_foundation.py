@@ -374,3 +374,12 @@ def test_composite_parts_parse():
                                "protocol": "megc2019-3class",
                                "parts": "synthetic=casme2, synthetic_samm=samm,smic=SMIC"})
     assert c.part_list == [("synthetic", "casme2"), ("synthetic_samm", "samm"), ("smic", "SMIC")]
+
+
+@pytest.mark.parametrize("kw, match", [
+    (dict(dataset="composite", parts="samm=SAMM,synthetic_samm=S2"), "stand-in counts"),
+    (dict(dataset="composite", parts="samm=SAMM,smic=SMIC", sheet="x.xlsx"), "official sheet"),
+    (dict(dataset="synthetic_smic", band="VIS"), "HS band only")])
+def test_composite_keys_are_checked_before_a_run(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        section(DataConfig, **{**dataclasses.asdict(DataConfig()), **kw})

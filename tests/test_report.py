@@ -46,8 +46,9 @@ def test_header_describes_a_composite_and_only_a_composite(project):
     single = R.header_lines(dataset, params.train, 1000, 0.95)
     both = R.header_lines({**dataset, "parts": parts}, params.train, 1000, 0.95)
     assert [ln for ln in both[1:] if ln != line] == single[1:] and line in both
-    # the Dataset line names what the synthetic parts stand in for
-    assert "not CASME II results" in single[0] and "not SAMM results" in both[0]
+    # the Dataset line names what the synthetic parts stand in for; a real part is not real alone
+    assert "not CASME II results" in single[0]
+    assert "**partly SYNTHETIC** data" in both[0] and "CASME II columns" in both[0]
     three = {k: {"synthetic": True} for k in ("synthetic", "samm", "smic")}
     assert "not CASME II, SAMM or SMIC-E results" in R.header_lines(
         {**dataset, "parts": three}, params.train, 1000, 0.95)[0]

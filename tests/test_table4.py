@@ -336,7 +336,7 @@ def test_composite_tables_have_uf1_and_uar_per_dataset(composite):
             for m in ("uf1", "uar"):
                 for suffix in ("", "_ci_low", "_ci_high", "_std"):
                     assert f"{m}@{d}{suffix}" in t.columns, (name, d, m, suffix)
-        assert t.attrs["dataset_names"] == {d: parts[d]["name"] for d in COMPOSITE}
+        assert t.attrs["dataset_names"] == {d: parts[d]["label"] for d in COMPOSITE}
     t4 = tables["table4"]
     for _, r in t4[t4["experiment"] != "majority_class"].iterrows():
         for d in COMPOSITE:
@@ -361,7 +361,7 @@ def test_composite_columns_are_shown_next_to_the_composite_ones(composite):
     _, tables = fake_tables(composite, parts=parts)
     t4 = tables["table4"]
     shown = F.display_table(t4)
-    names = [parts[d]["name"] for d in COMPOSITE]
+    names = [parts[d]["label"] for d in COMPOSITE]
     assert list(shown.columns[:11]) == [
         "Frames", "Experiment", "Composite accuracy (%)", "Composite UF1", "Composite UAR",
         *[f"{n} {m}" for n in names for m in ("UF1", "UAR")]]
