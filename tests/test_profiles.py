@@ -183,7 +183,7 @@ def test_composite_profile_replaces_the_rows_and_reads_every_stand_in():
     overrides = profiles.load_profile("composite", ROOT / "profiles")
     merged, removed = profiles.replaced(base, overrides)
     params = config.from_dict(merged, "profile composite")
-    assert set(params.experiments) == {"megc_onset", "megc_apex_spotted"}
+    assert set(params.experiments) == {"megc_apex_spotted"}
     assert sorted(removed) == sorted(f"~experiments.{k}" for k in base["experiments"])
     assert params.data.dataset == "composite" and params.data.protocol == "megc2019-3class"
     assert [n for n, _ in params.data.part_list] == ["synthetic", "synthetic_samm",
