@@ -599,11 +599,11 @@ def read_part(name: str, root: str | Path, cfg, subjects=None, progress: bool = 
     # layouts, whose readers say "raw frames")
     aligned = bool(index.attrs["aligned"]) or name in vocab.STANDINS
     fps = vocab.SMIC_BAND_FPS[cfg.band] if reader == "smic" else vocab.FPS[reader]
-    label = {"synthetic": "CASME II-shaped (synthetic)", "casme2": "CASME II", "samm": "SAMM",
-             "smic": f"SMIC-E {cfg.band}", "casme3": "CAS(ME)^3",
-             "apex_images": "apex images"}[reader]
+    label = vocab.DATASET_LABELS[reader]
     if name in vocab.STANDINS:
-        label = f"{label.split()[0]}-shaped (synthetic)"
+        label = f"{label}-shaped (synthetic)"
+    elif reader == "smic":
+        label = f"{label} {cfg.band}"
     return index, {
         "name": name, "label": label, "description": _part_description(name, root, cfg),
         "synthetic": name == "synthetic" or name in vocab.STANDINS, "fps": fps,

@@ -28,6 +28,11 @@ FPS = {"synthetic": 200, "casme2": 200, "samm": 200, "smic": 100, "casme3": 30,
        "apex_images": 200}
 #: SMIC-E's recording bands (worksheets of its sheet) and their frame rates; ``HS`` is the default.
 SMIC_BAND_FPS = {"HS": 100, "VIS": 25}
+#: How a table heads each dataset's columns in a composite (a stand-in: its dataset's name
+#: with "-shaped (synthetic)"; the synthetic set is CASME II-shaped).
+DATASET_LABELS = {"synthetic": "CASME II-shaped (synthetic)", "casme2": "CASME II",
+                  "samm": "SAMM", "smic": "SMIC-E", "casme3": "CAS(ME)^3",
+                  "apex_images": "apex images"}
 #: Synthetic stand-ins (:mod:`mer_core.synthetic_standins`) -> the reader of the folder they
 #: write: generated, then read exactly like the real dataset.
 STANDINS = {"synthetic_samm": "samm", "synthetic_smic": "smic"}

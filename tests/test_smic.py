@@ -267,11 +267,17 @@ def test_protocols(smic_root):
             ds.apply_protocol(df, protocol)
 
 
-def test_data_stage_refuses_smic_until_the_pipeline_handles_no_annotated_apex(smic_root,
-                                                                              tmp_path):
-    from mer_core.config import DataConfig
+def test_data_stage_records_that_smic_has_no_annotated_apex(smic_root, tmp_path):
+    """The data stage reads SMIC-E (its official sheet) and says in dataset.json that it has no
+    annotated apex, with its band's frame rate; the apex stage and the strategies needing an
+    annotation take it from there (tests/test_composite.py runs them)."""
+    import dataclasses
 
-    cfg = DataConfig(dataset="smic", root=str(smic_root), protocol="megc2019-3class")
-    with pytest.raises(ValueError, match="no annotated apex, and the pipeline cannot run it yet"):
-        ds.build_index(cfg, out_dir=tmp_path / "data")
-    assert not (tmp_path / "data" / "index.csv").exists()
+    from mer_core.config import DataConfig, section
+
+    cfg = section(DataConfig, **{**dataclasses.asdict(DataConfig()), "dataset": "smic",
+                                 "root": str(smic_root), "protocol": "megc2019-3class"})
+    index, info = ds.build_index(cfg, out_dir=tmp_path / "data")
+    assert info["apex_annotated"] is False and info["fps"] == 100
+    assert info["parts"]["smic"]["label"] == "SMIC-E HS" and not info["synthetic"]
+    assert index["apex"].isna().all() and (tmp_path / "data" / "index.csv").is_file()

@@ -365,9 +365,9 @@ def test_composite_columns_are_shown_next_to_the_composite_ones(composite):
     assert list(shown.columns[:11]) == [
         "Frames", "Experiment", "Composite accuracy (%)", "Composite UF1", "Composite UAR",
         *[f"{n} {m}" for n in names for m in ("UF1", "UAR")]]
-    assert shown["SAMM-shaped synthetic UF1"].str.fullmatch(
+    assert shown["SAMM-shaped (synthetic) UF1"].str.fullmatch(
         r"(\*\*)?\d\.\d{3}(\*\*)? \[\d\.\d{3}, \d\.\d{3}\]").all()
-    assert shown["SAMM-shaped synthetic UF1"].str.startswith("**").sum() >= 1   # best in bold
+    assert shown["SAMM-shaped (synthetic) UF1"].str.startswith("**").sum() >= 1   # best in bold
     md = F.to_markdown(t4)
     lines = md.strip().splitlines()
     rows = [ln for ln in lines if not ln.startswith(("|:", "| *Baselines"))]
@@ -377,7 +377,7 @@ def test_composite_columns_are_shown_next_to_the_composite_ones(composite):
     tex = F.to_latex(t4)
     body = [ln for ln in tex.splitlines() if ln.endswith(r"\\")]
     assert all(ln.count(" & ") == len(shown.columns) - 1 for ln in body)
-    assert "SAMM-shaped synthetic UF1" in tex and tex.count("{") == tex.count("}")
+    assert "SAMM-shaped (synthetic) UF1" in tex and tex.count("{") == tex.count("}")
     paths = F.write_tables(tables, ["- header"], composite / "reports")
     csv = pd.read_csv(paths["csv"])
     assert {"uf1@samm", "uar@smic_ci_low"} <= set(csv.columns)
