@@ -265,6 +265,45 @@ class Table4Config:
 
 
 @dataclass
+class ClusterConfig:
+    """How the train stage runs its units (one seed x one LOSO fold); never what a unit computes,
+    so it is not in a fold's fingerprint and switching it redoes no finished fold."""
+    launcher: str = "inprocess"
+    parallel: int = 0
+    gpus_per_task: int = 0
+    cpus_per_task: int = 0
+    mem_gb: float = 16.0
+    timeout_min: int = 120
+    partition: str = ""
+    sbatch: str = ""
+    setup: str = ""
+    max_tries: int = 3
+
+    @property
+    def sbatch_flags(self) -> dict[str, str]:
+        """``sbatch`` as a mapping: ``"account=abc qos=normal"`` -> ``{"account": "abc", ...}``."""
+        out = {}
+        for word in str(self.sbatch).split():
+            key, sep, value = word.lstrip("-").partition("=")
+            out[key] = value if sep else ""
+        return out
+
+    def check(self, where: str) -> None:
+        _choice(where, "launcher", self.launcher, vocab.LAUNCHERS)
+        for key in ("parallel", "gpus_per_task", "cpus_per_task"):
+            value = getattr(self, key)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{where}: key {key!r} must be an integer >= 0, got {value!r}")
+        for key in ("mem_gb", "timeout_min", "max_tries"):
+            _positive(where, key, getattr(self, key))
+        for word in str(self.sbatch).split():
+            key, sep, value = word.lstrip("-").partition("=")
+            if not key or not sep or not value:
+                raise ConfigError(f"{where}: key 'sbatch' has {word!r}; expected space-separated "
+                                  "sbatch flags as name=value, e.g. 'account=abc qos=normal'")
+
+
+@dataclass
 class Params:
     data: DataConfig = field(default_factory=DataConfig)
     apex: ApexConfig = field(default_factory=ApexConfig)
@@ -273,6 +312,7 @@ class Params:
     baselines: BaselinesConfig = field(default_factory=BaselinesConfig)
     evaluate: EvaluateConfig = field(default_factory=EvaluateConfig)
     table4: Table4Config = field(default_factory=Table4Config)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
 
     @property
     def frame_strategies(self) -> list[str]:
@@ -287,6 +327,7 @@ SECTIONS = {
     "baselines": BaselinesConfig,
     "evaluate": EvaluateConfig,
     "table4": Table4Config,
+    "cluster": ClusterConfig,
 }
 
 
@@ -384,6 +425,24 @@ def load(path: str | Path = "params.yaml") -> Params:
     return from_dict(raw, str(path))
 
 
+def load_section(path: str | Path, name: str):
+    """Load and validate one section of a params file (the others are not read), e.g. the
+    ``cluster`` section the train notebook reads from ``params.yaml``.
+
+    Raises:
+        ConfigError: no such file or section, or a bad key (named with the file).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: params file not found")
+    raw = yaml.safe_load(path.read_text()) or {}
+    if name not in SECTIONS:
+        raise ConfigError(f"section {name!r}: expected one of {', '.join(SECTIONS)}")
+    if not isinstance(raw, dict) or name not in raw:
+        raise ConfigError(f"{path}: missing section {name!r}")
+    return build(SECTIONS[name], raw[name], f"{path}: {name}")
+
+
 def from_dict(raw: dict, source: str = "params") -> Params:
     """Validate an already-parsed params mapping (see :func:`load`)."""
     if not isinstance(raw, dict):
@@ -428,6 +487,7 @@ def section(cls, where: str = "papermill parameters", **values):
 
 __all__ = [
     "ConfigError", "DataConfig", "ApexConfig", "TrainConfig", "ExperimentConfig",
-    "BaselinesConfig", "EvaluateConfig", "Table4Config", "Params", "load", "from_dict", "section", "split_list",
+    "BaselinesConfig", "EvaluateConfig", "Table4Config", "ClusterConfig", "Params",
+    "load", "load_section", "from_dict", "section", "split_list",
     "parse_folds", "check_strategy",
 ]

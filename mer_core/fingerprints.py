@@ -17,12 +17,15 @@ from mer_core.models import imagenet_source, weights_path
 #: motion kind of the input, and the train section with its parsed lists), so adding a dataset,
 #: spotter or backbone name, or a params key of another section, redoes no finished fold.
 NAMES_ONLY = ("vocab", "config")
+#: Modules that only decide WHERE and HOW MANY AT ONCE folds run (submitit jobs: the launcher),
+#: never what a fold computes; like the launcher setting they stay out of the fingerprint.
+LAUNCH_ONLY = ("cluster",)
 #: The modules whose source defines what a fold computes: the LOSO driver and everything it
 #: imports but :data:`NAMES_ONLY` (their hash is the "code version"). All of them are deps of
 #: the train stage (a test checks), so DVC reruns the stage when one changes and the changed
 #: fingerprint redoes the folds; modules the notebook uses only around the folds (figures,
 #: printed metrics, names) rerun the stage but keep its finished folds.
-CODE_MODULES = tuple(m for m in deps.closure(("loso",)) if m not in NAMES_ONLY)
+CODE_MODULES = tuple(m for m in deps.closure(("loso",)) if m not in NAMES_ONLY + LAUNCH_ONLY)
 
 #: TrainConfig keys that choose WHICH folds run (or how many at once), not what a fold computes.
 PLAN_KEYS = ("folds", "max_folds", "seed", "n_seeds", "workers")
@@ -75,11 +78,13 @@ def diff(old: dict, new: dict, prefix: str = "") -> list[str]:
     return out
 
 
-def fold_params(name, exp, cfg, labels, data_hash, device, precision, factory_tag) -> dict:
+def fold_params(name, exp, cfg, labels, data_hash, device, precision, factory_tag,
+                device_label: str | None = None) -> dict:
     """What a fold's result depends on (hashed into its fingerprint): the experiment, its input's
     motion kind (a flow input is flipped with its dx negated), the train settings that change a
-    fold (not those choosing which folds run), labels, data, code version, device and its model,
-    precision, model factory, and the weights file's hash."""
+    fold (not those choosing which folds run), labels, data, code version, device and its model
+    (``device_label``, or this machine's when None: a Slurm head asks its nodes), precision,
+    model factory, and the weights file's hash."""
     train = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in PLAN_KEYS}
     # as the fold reads them (config's parsing is not in the code version)
     train["parsed"] = {"augment": cfg.augment_list, "select": cfg.select_list,
@@ -91,7 +96,9 @@ def fold_params(name, exp, cfg, labels, data_hash, device, precision, factory_ta
         train["pretrained_sha256"] = file_sha(weights)
     return {"experiment": name, "frames": exp.frames, "motion": vocab.motion_of(exp.frames)[0],
             "backbone": exp.backbone, "loss": exp.loss, "train": train, "labels": list(labels), "data": data_hash, "code": code_version(),
-            "device": device.type, "device_name": device_name(device), "precision": precision,
+            "device": device.type,
+            "device_name": device_name(device) if device_label is None else device_label,
+            "precision": precision,
             "model_factory": factory_tag}
 
 
@@ -111,5 +118,5 @@ def check_fold(out: Path, stem: str, fold_fp: str, params: dict) -> None:
             f"or use another results folder; results of different settings are never mixed.")
 
 
-__all__ = ["CODE_MODULES", "NAMES_ONLY", "PLAN_KEYS", "FingerprintError", "code_version", "sha", "file_sha",
+__all__ = ["CODE_MODULES", "NAMES_ONLY", "LAUNCH_ONLY", "PLAN_KEYS", "FingerprintError", "code_version", "sha", "file_sha",
            "fold_stem", "diff", "fold_params", "check_fold"]

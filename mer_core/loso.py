@@ -19,7 +19,10 @@ atomically:
 
 On a CPU the folds train in parallel worker processes (``train.workers``; by default one per
 core, each with one thread), which is faster than one process with every thread at small input
-sizes. CPU training flushes denormal floats to zero (FTZ/DAZ): the focal loss drives many
+sizes. With ``cluster.launcher`` ``local`` or ``slurm`` each unit (one seed x one fold) is
+instead a submitit job (:mod:`mer_core.cluster`: one process per unit here, or a Slurm job array;
+failed units resubmitted; logs in ``results/<exp>/logs/``); the fold it trains and the files it
+writes are the same, and the launcher is not in the fingerprint. CPU training flushes denormal floats to zero (FTZ/DAZ): the focal loss drives many
 gradients into the denormal range, where x86 arithmetic is slow (measured: one fold 10.5 img/s
 without, 21 with, on one AVX2 core).
 
@@ -63,14 +66,16 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
-from mer_core import handover, io, vocab
-from mer_core.config import ExperimentConfig, TrainConfig, check_strategy, parse_folds
+from mer_core import cluster, handover, io, vocab
+from mer_core.config import (ClusterConfig, ExperimentConfig, TrainConfig, check_strategy,
+                             parse_folds)
 from mer_core.fingerprints import (FingerprintError, check_fold, diff, fold_params, fold_stem,
                                    sha)
 from mer_core.fold import FoldJob, ModelFactory, prepare_images, train_fold
 from mer_core.frame_cache import FoldFrames, check_cache
 from mer_core.handover import read_table
-from mer_core.machine import available_cores, select_device, select_precision
+from mer_core.machine import (available_cores, determinism, device_name, select_device,
+                              select_precision, training_mode)
 from mer_core.models import create_model, weights_path
 
 
@@ -120,7 +125,8 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
                    images: np.ndarray | FoldFrames, labels: list[str], out_dir: str | Path,
                    fresh: bool = False, model_factory: ModelFactory | None = None,
                    progress: bool = True, image_ids=None, device: str = "auto",
-                   threads: int | None = None, redo_stale: bool = False) -> pd.DataFrame:
+                   threads: int | None = None, redo_stale: bool = False,
+                   launcher: ClusterConfig | None = None) -> pd.DataFrame:
     """Train and evaluate one experiment leave-one-subject-out, resumably.
 
     Args:
@@ -149,6 +155,11 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
             removed) instead of raising; matching folds are still skipped. Meant for
             ``dvc repro`` with a persistent results folder, which reruns the stage only when
             something changed.
+        launcher: the ``cluster`` section; None or ``inprocess``: the folds train here (fold
+            workers on a CPU); ``local`` / ``slurm``: each unit is a submitit job
+            (:func:`mer_core.cluster.run_units`; ``device`` is then decided by
+            ``cluster.gpus_per_task``: a GPU if > 0, else the CPU; on Slurm the nodes' device
+            model and precision are asked by a probe job). Never part of the fingerprint.
 
     Returns:
         Predictions (schema of ``predictions.csv``) of the folds this call covers (all folds of all
@@ -183,24 +194,26 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
         check_cache(arr, index, image_ids, source=f"frame cache {key}")
     out = Path(out_dir)
 
-    dev = select_device(device)
-    precision = select_precision(cfg.precision, dev)
-    threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or available_cores()
+    ccfg = launcher or ClusterConfig()
+    ccfg.check(f"experiment {name}: cluster")
     subjects_all = sorted(set(index["subject"].astype(str)))
     if len(subjects_all) < 2:
         raise ValueError(f"index: LOSO needs >= 2 subjects, got {subjects_all}")
+    plan = [(seed, s) for seed in cfg.seeds for s in plan_folds(subjects_all, cfg.folds,
+                                                                cfg.max_folds)]
+    dev, precision, dev_label = _unit_device(name, ccfg, cfg, device, out, plan)
+    threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or available_cores()
     fold_key = {s: images.key(s) for s in subjects_all}
     used = sorted(set(fold_key.values()))
     data_hash = sha(*(images.variants[k].tobytes() for k in used), json.dumps(fold_key, sort_keys=True),
                      "\n".join(index["sample_id"].astype(str)),
                      "\n".join(index["subject"].astype(str)), y_all.tobytes())
-    params = fold_params(name, exp, cfg, labels, data_hash, dev, precision, factory_tag)
+    params = fold_params(name, exp, cfg, labels, data_hash, dev, precision, factory_tag,
+                         dev_label)
     fold_fp = sha(json.dumps(params, sort_keys=True))
     run_params = {**params, "seeds": cfg.seeds, "subjects": subjects_all}
     run_fp = sha(json.dumps(run_params, sort_keys=True))
 
-    plan = [(seed, s) for seed in cfg.seeds for s in plan_folds(subjects_all, cfg.folds,
-                                                                cfg.max_folds)]
     if fresh:
         for f in handover.MERGED:
             (out / f).unlink(missing_ok=True)
@@ -237,25 +250,28 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
         "planned": [fold_stem(s, k) for k, s in plan],
         "sample_ids": index["sample_id"].astype(str).tolist()})
 
-    workers = plan_workers(cfg.workers, dev, threads, cfg.threads, len(todo), model_factory)
-    bar = tqdm(total=len(todo), desc=f"{name}: folds" + (f" ({workers} workers)" if workers > 1
-                                                          else ""),
+    remote = ccfg.launcher != "inprocess"
+    workers = 1 if remote else plan_workers(cfg.workers, dev, threads, cfg.threads, len(todo),
+                                            model_factory)
+    bar = tqdm(total=len(todo), desc=f"{name}: " + (f"units ({ccfg.launcher})" if remote else
+                                                    "folds" + (f" ({workers} workers)"
+                                                               if workers > 1 else "")),
                disable=not progress, file=sys.stderr, mininterval=2.0)
-    prev_det = torch.are_deterministic_algorithms_enabled()
-    prev_threads = torch.get_num_threads()
-    if workers == 1:  # before any op: threads torch starts inherit the denormal flag
-        torch.set_num_threads(cfg.threads)
-        if dev.type == "cpu":
-            torch.set_flush_denormal(True)
-            torch.use_deterministic_algorithms(True, warn_only=True)
+    # in this process: set up before any op (threads torch starts inherit the denormal flag)
+    restore = training_mode(dev, cfg.threads) if workers == 1 and not remote else None
+    launch = {"launcher": "inprocess"}
     try:
-        xs = {k: prepare_images(images.variants[k], cfg.image_size, dev) for k in used}
+        # cluster units move the images to their own device
+        xs = {k: prepare_images(images.variants[k], cfg.image_size,
+                                torch.device("cpu") if remote else dev) for k in used}
         job = FoldJob(name=name, exp=exp, cfg=cfg,
                       sample_ids=index["sample_id"].astype(str).to_numpy(),
                       subjects=index["subject"].astype(str).to_numpy(), labels=list(labels),
                       y=y_all, xs=xs, fold_key=fold_key, model_factory=model_factory, device=dev,
-                      precision=precision, params=params, fingerprint=fold_fp, out=out)
-        if workers > 1:
+                      precision=precision, params=params, fingerprint=fold_fp, out=out.resolve())
+        if remote and todo:
+            launch = _run_units(job, todo, ccfg, bar)
+        elif workers > 1:
             _run_folds_parallel(job, todo, workers, cfg.threads, bar)
         else:
             for seed, subject in todo:
@@ -263,11 +279,8 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
                 _run_fold(job, seed, subject, progress)
                 bar.update(1)
     finally:
-        if workers == 1:
-            torch.use_deterministic_algorithms(prev_det)
-            torch.set_num_threads(prev_threads)
-            if dev.type == "cpu":
-                torch.set_flush_denormal(False)  # torch's default
+        if restore is not None:
+            restore()
     bar.close()
 
     stems = [fold_stem(s, k) for k, s in plan]
@@ -279,7 +292,8 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
             if prev and prev.get("fingerprint") == run_fp and merged.is_file():
                 return handover.read_predictions(merged)
             return merge_shards(out)  # folds of earlier calls: no elapsed time of this call
-        return merge_shards(out, _elapsed=time.perf_counter() - t_start, _workers=workers)
+        return merge_shards(out, _elapsed=time.perf_counter() - t_start,
+                            _workers=None if remote else workers, _launch=launch)
     preds = _order(pd.concat([read_table(out / "folds" / f"{s}.csv") for s in stems],
                              ignore_index=True), index["sample_id"].astype(str).tolist())
     if progress:
@@ -338,9 +352,7 @@ _WORKER_JOB: dict = {}  # the FoldJob of this worker process (set once by _worke
 
 
 def _worker_init(job: FoldJob, threads: int) -> None:
-    torch.set_flush_denormal(True)  # before any op: the threads torch starts inherit it
-    torch.set_num_threads(threads)
-    torch.use_deterministic_algorithms(True, warn_only=True)
+    training_mode(job.device, threads)
     _WORKER_JOB["job"] = job
 
 
@@ -364,6 +376,91 @@ def _run_folds_parallel(job: FoldJob, todo: list, workers: int, threads: int, ba
             # folds already running finish and are kept (their files are complete)
             pool.shutdown(wait=True, cancel_futures=True)
             raise
+
+
+# ----------------------------------------------------------------------------- cluster units
+
+
+def _unit_device(name: str, ccfg: ClusterConfig, cfg: TrainConfig, device: str, out: Path,
+                 plan: list) -> tuple[torch.device, str, str | None]:
+    """The device, precision and device model the run's units train with (fingerprinted).
+
+    In-process: ``device`` on this machine. ``local``: a GPU of this machine if
+    ``cluster.gpus_per_task`` > 0, else its CPU. ``slurm``: what a probe job on the nodes
+    reports, or, when every planned fold is already finished, what their records say (no job
+    is submitted just to find that nothing is left to do).
+    """
+    if ccfg.launcher == "inprocess":
+        dev = select_device(device)
+        return dev, select_precision(cfg.precision, dev), None
+    if ccfg.launcher == "local":
+        dev = torch.device("cuda" if ccfg.gpus_per_task else "cpu")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise cluster.ClusterError(f"experiment {name}: cluster.gpus_per_task is "
+                                       f"{ccfg.gpus_per_task} but torch sees no CUDA GPU here; "
+                                       "expected gpus_per_task 0 on this machine")
+        return dev, select_precision(cfg.precision, dev), None
+    records = [out / "folds" / f"{fold_stem(s, k)}.json" for k, s in plan]
+    if records and all(r.is_file() for r in records):
+        p = io.read_json(records[0]).get("params", {})
+        if {"device", "device_name", "precision"} <= set(p):
+            return torch.device(p["device"]), p["precision"], p["device_name"]
+    node = cluster.probe(_probe_node, (cfg.precision, ccfg.gpus_per_task), ccfg, out / "logs",
+                         cfg.threads, name)
+    return torch.device(node["device"]), node["precision"], node["device_name"]
+
+
+def _probe_node(precision: str, gpus: int) -> dict:
+    """On a cluster node: the device a unit gets, its model and the precision it resolves."""
+    dev = torch.device("cuda" if gpus else "cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"a task asked for {gpus} GPU(s) but torch sees no CUDA device on "
+                           f"{platform.node()}")
+    return {"device": dev.type, "device_name": device_name(dev),
+            "precision": select_precision(precision, dev), "node": platform.node()}
+
+
+def _run_units(job: FoldJob, todo: list, ccfg: ClusterConfig, bar) -> dict:
+    """Train ``todo`` units as submitit jobs (:func:`mer_core.cluster.run_units`): the job is
+    written once to ``logs/job-<fingerprint>.pkl`` (atomically) and every unit reads it."""
+    logs = job.out / "logs"
+    job_file = logs / f"job-{job.fingerprint}.pkl"
+    with io.atomic_path(job_file) as tmp, open(tmp, "wb") as f:
+        pickle.dump(job, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def finished(unit) -> bool:
+        stem = fold_stem(unit[1], unit[0])
+        if not (job.out / "folds" / f"{stem}.csv").is_file():
+            return False
+        check_fold(job.out, stem, job.fingerprint, job.params)  # a stale writer: stop here
+        return True
+    res = cluster.run_units(_unit, (str(job_file),), todo, ccfg, logs, finished, job.cfg.threads,
+                            job.name, bar)
+    job_file.unlink(missing_ok=True)  # the images: not a result
+    return {"launcher": ccfg.launcher, "parallel": res["parallel"], "jobs": res["jobs"],
+            "resubmitted": sum(t - 1 for t in res["tries"].values() if t > 1),
+            "gpus_per_task": ccfg.gpus_per_task, "logs": str(logs)}
+
+
+def _unit(job_file: str, seed: int, subject: str) -> str:
+    """One unit in a submitit job (another process, maybe another node): train and write the
+    fold of (seed, subject) on this task's device, after checking that it is the device the
+    run's fingerprint names."""
+    with open(job_file, "rb") as f:
+        job: FoldJob = pickle.load(f)
+    dev = torch.device(job.device.type)  # cuda: the GPU(s) this task was given
+    got, want = device_name(dev), job.params["device_name"]
+    if got != want:
+        raise RuntimeError(f"unit {subject} seed {seed} got {got} on {platform.node()}, but the "
+                           f"run's fingerprint was made for {want}: keep the units on one kind "
+                           f"of node (cluster.sbatch, e.g. constraint=<feature>)")
+    training_mode(dev, job.cfg.threads)
+    job = dataclasses.replace(job, device=dev, xs={k: v.to(dev) for k, v in job.xs.items()})
+    _run_fold(job, seed, subject, progress=False)
+    return fold_stem(subject, seed)
+
+
+# ----------------------------------------------------------------------------- one fold
 
 
 def _run_fold(job: FoldJob, seed: int, subject: str, progress: bool) -> None:
@@ -408,7 +505,7 @@ def _run_fold(job: FoldJob, seed: int, subject: str, progress: bool) -> None:
         "train_images": int(res["train_images"]),
         "images_per_s": round(res["train_images"] / max(res["train_s"], 1e-9), 2),
         "device": str(job.device), "precision": job.precision,
-        "threads": torch.get_num_threads(),
+        "threads": torch.get_num_threads(), **determinism(job.device),
         **({} if choice is None else {"selected_lr": choice["lr"],
                                       "selected_epoch": choice["epoch"],
                                       "inner_uf1": choice["inner_uf1"]})})
@@ -433,7 +530,7 @@ def _order(df: pd.DataFrame, sample_ids: list[str]) -> pd.DataFrame:
 
 
 def merge_shards(out_dir: str | Path, _elapsed: float | None = None,
-                 _workers: int | None = None) -> pd.DataFrame:
+                 _workers: int | None = None, _launch: dict | None = None) -> pd.DataFrame:
     """Merge the folds of every shard of ``results/<exp>`` into the final files.
 
     Every ``shards/*.json`` must carry the same fingerprint (params, seeds, subjects, labels, data,
@@ -515,6 +612,8 @@ def merge_shards(out_dir: str | Path, _elapsed: float | None = None,
         "device": folds_meta[0]["device"], "device_name": params.get("device_name"),
         "precision": params["precision"],
         "threads": folds_meta[0]["threads"], "workers": _workers,
+        "launcher": _launch,
+        "deterministic_algorithms": folds_meta[0].get("deterministic_algorithms"),
         "shards": [m["folds"] for _, m in metas],
         "wall_s_folds": round(fold_wall, 1),
         "wall_s_this_call": None if _elapsed is None else round(_elapsed, 1),

@@ -97,6 +97,50 @@ def channels_last(device: torch.device) -> bool:
     return device.type in ("cpu", "cuda")
 
 
+#: cuBLAS's workspace setting that deterministic CUDA matrix products need (torch's docs).
+CUBLAS_WORKSPACE = ":4096:8"
+
+
+def training_mode(device: torch.device, threads: int):
+    """Set this process up to train reproducibly on ``device``; return a function that undoes it.
+
+    Every fold runs under it, in this process, in a fold worker or in a cluster task:
+    ``threads`` torch threads; deterministic algorithms where torch has them (``warn_only``: an
+    op without one warns instead of failing); on a CPU denormals flushed to zero (see
+    :mod:`mer_core.loso`); on CUDA the cuBLAS workspace setting deterministic matrix products
+    need (set here unless already set: it acts when cuBLAS starts, so before the first CUDA
+    op), cuDNN's deterministic kernels and no autotuning.
+    """
+    before = (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled(),
+              torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    if device.type == "cuda":
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.backends.cudnn.deterministic = True
+        torch.backends.cudnn.benchmark = False
+    if device.type == "cpu":
+        torch.set_flush_denormal(True)  # before any op: the threads torch starts inherit it
+    torch.set_num_threads(threads)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+
+    def restore() -> None:
+        torch.set_num_threads(before[0])
+        torch.use_deterministic_algorithms(before[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = before[2:]
+        if device.type == "cpu":
+            torch.set_flush_denormal(False)  # torch's default
+    return restore
+
+
+def determinism(device: torch.device) -> dict:
+    """What :func:`training_mode` set, as recorded in every fold's record."""
+    out = {"deterministic_algorithms": torch.are_deterministic_algorithms_enabled()}
+    if device.type == "cuda":
+        out.update(cublas_workspace=os.environ.get("CUBLAS_WORKSPACE_CONFIG", ""),
+                   cudnn_deterministic=torch.backends.cudnn.deterministic,
+                   cudnn_benchmark=torch.backends.cudnn.benchmark)
+    return out
+
+
 def available_cores() -> int:
     """CPU cores this process may use (its affinity mask where the OS has one)."""
     try:
@@ -106,4 +150,5 @@ def available_cores() -> int:
 
 
 __all__ = ["select_device", "cpu_has_bf16", "cpu_model", "device_name", "select_precision",
-           "autocast", "channels_last", "available_cores"]
+           "autocast", "channels_last", "training_mode", "determinism", "available_cores",
+           "CUBLAS_WORKSPACE"]

@@ -132,6 +132,10 @@ BASELINES = {"lbptop_svm": "LBP-TOP + linear SVM (onset..offset)",
              "probe_apex": "Linear probe: apex pixels",
              "probe_diff": "Linear probe: apex - onset pixels"}
 
+#: ``cluster.launcher``: the train stage's own worker pool, submitit's local executor (one
+#: process per unit on this machine), or a Slurm job array (:mod:`mer_core.cluster`).
+LAUNCHERS = ("inprocess", "local", "slurm")
+
 #: The paper's choices: Table 4 varies the frames with these fixed; the ablations vary one.
 PAPER_BACKBONE = "seresnext50_32x4d"
 PAPER_LOSS = "focal"

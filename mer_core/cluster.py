@@ -1,0 +1,244 @@
+"""Units of the train stage as submitit jobs: a Slurm job array, or one process per unit here.
+
+A unit is one seed x one LOSO fold; it writes its fold files itself (atomically, predictions
+last, as every fold does), so "finished" always means "its files exist with the run's
+fingerprint", whoever ran it. :func:`run_units` submits the units, shows a progress bar of
+finished ones while it waits, resubmits a unit whose job failed, was killed, timed out or was
+preempted (up to ``cluster.max_tries`` tries in all) and raises :class:`ClusterError` naming the
+units that never finished and their log files. Logs (submitit's ``<job>_log.out/.err`` and its
+small pickles) go under ``results/<experiment>/logs/``.
+
+Launchers (``cluster.launcher``):
+- ``local``: submitit's LocalExecutor, one process per unit, at most ``cluster.parallel`` at once
+  (0: cores // ``train.threads``, or one per GPU group when ``gpus_per_task`` > 0: each unit is
+  given its own GPUs through ``CUDA_VISIBLE_DEVICES``), with the real time limit
+  ``cluster.timeout_min`` (submitit's own default kills a local job after 2 minutes).
+- ``slurm``: submitit's SlurmExecutor, all pending units as one job array
+  (``--array=0-N%parallel``), partition, GPUs, CPUs, memory, time limit, extra sbatch flags and a
+  setup line from the ``cluster`` section. The head (where ``dvc repro`` runs) needs no GPU: a
+  one-task probe job first reports the device, its model and the precision the nodes resolve
+  (they enter every fold's fingerprint), and every unit checks that it got the same.
+
+Nothing here decides what a fold computes; the LOSO driver (:mod:`mer_core.loso`) owns that.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+import time
+from pathlib import Path
+from typing import Callable, Sequence
+
+from tqdm import tqdm
+
+from mer_core.config import ClusterConfig
+from mer_core.machine import available_cores
+
+
+class ClusterError(RuntimeError):
+    """Units that did not finish within their tries, or a launcher that cannot start here."""
+
+
+def slurm_parameters(ccfg: ClusterConfig, threads: int, name: str) -> dict:
+    """The SlurmExecutor parameters of one unit's task (submitit's names).
+
+    Args:
+        ccfg: the cluster section.
+        threads: ``train.threads`` (the CPUs of a task when ``cpus_per_task`` is 0).
+        name: the Slurm job name.
+
+    Returns:
+        Keyword arguments of ``submitit.SlurmExecutor.update_parameters``.
+    """
+    params = {"job_name": name, "time": int(ccfg.timeout_min),
+              "cpus_per_task": ccfg.cpus_per_task or threads,
+              "mem": f"{int(round(ccfg.mem_gb * 1024))}MB"}
+    if ccfg.gpus_per_task:
+        params["gpus_per_node"] = ccfg.gpus_per_task
+    if ccfg.partition:
+        params["partition"] = ccfg.partition
+    if ccfg.parallel:
+        params["array_parallelism"] = ccfg.parallel
+    if ccfg.sbatch.strip():
+        params["additional_parameters"] = ccfg.sbatch_flags
+    if ccfg.setup.strip():
+        params["setup"] = [ccfg.setup]
+    return params
+
+
+def visible_gpus() -> list[int]:
+    """GPU ids this process may hand out: ``CUDA_VISIBLE_DEVICES`` if set, else every GPU."""
+    env = os.environ.get("CUDA_VISIBLE_DEVICES")
+    if env is not None:
+        return [int(g) for g in env.split(",") if g.strip().lstrip("-").isdigit() and int(g) >= 0]
+    import torch
+    return list(range(torch.cuda.device_count()))
+
+
+def local_slots(ccfg: ClusterConfig, threads: int) -> list[tuple[int, ...]]:
+    """One entry per unit that may run at once on this machine: its GPU ids (``()`` on a CPU).
+
+    Raises:
+        ClusterError: GPUs asked for but fewer visible than one unit needs.
+    """
+    if ccfg.gpus_per_task:
+        ids = visible_gpus()
+        groups = [tuple(ids[i:i + ccfg.gpus_per_task])
+                  for i in range(0, len(ids) - ccfg.gpus_per_task + 1, ccfg.gpus_per_task)]
+        if not groups:
+            raise ClusterError(f"cluster.gpus_per_task is {ccfg.gpus_per_task} but this machine "
+                               f"shows {len(ids)} GPU(s) (CUDA_VISIBLE_DEVICES="
+                               f"{os.environ.get('CUDA_VISIBLE_DEVICES')!r}); expected "
+                               f"gpus_per_task 0 (CPU) or <= {len(ids)}")
+        return groups[:ccfg.parallel] if ccfg.parallel else groups
+    n = ccfg.parallel or max(1, available_cores() // max(1, threads))
+    return [()] * n
+
+
+def executor(ccfg: ClusterConfig, folder: Path, threads: int, name: str):
+    """A submitit executor for the launcher, its logs in ``folder``.
+
+    Raises:
+        ClusterError: ``slurm`` where no Slurm client (``srun``) is on the PATH.
+    """
+    import submitit
+
+    if ccfg.launcher == "local":
+        ex = submitit.LocalExecutor(folder=folder)
+        ex.update_parameters(timeout_min=ccfg.timeout_min, gpus_per_node=ccfg.gpus_per_task)
+        return ex
+    if ccfg.launcher == "slurm":
+        try:
+            ex = submitit.SlurmExecutor(folder=folder)
+        except RuntimeError as e:
+            raise ClusterError(f"cluster.launcher is 'slurm' but {e} (run `dvc repro` on a "
+                               f"Slurm login node, or set cluster.launcher to local or "
+                               f"inprocess)") from None
+        ex.update_parameters(**slurm_parameters(ccfg, threads, name))
+        return ex
+    raise ClusterError(f"cluster.launcher {ccfg.launcher!r} submits nothing; expected local or "
+                       f"slurm")
+
+
+def _why(job) -> str:
+    """One line on why a job ended without its unit's files, and where its log is."""
+    try:
+        err = job.exception()
+    except Exception as e:  # the job vanished: no state, no result
+        err = e
+    if err is None:
+        text = "no error raised"
+    else:  # submitit: "... with trace:\n----\n<traceback>\n----\n<log paths>": its last line
+        parts = re.split(r"\n-{6,}\n", str(err))
+        lines = [ln for ln in (parts[1] if len(parts) > 2 else str(err)).splitlines() if ln.strip()]
+        text = (lines or [type(err).__name__])[-1].strip()[:300]
+    return f"{job.state}: {text} (log {job.paths.stderr})"
+
+
+def run_units(fn: Callable, args: Sequence, units: Sequence[tuple], ccfg: ClusterConfig,
+              folder: str | Path, finished: Callable[[tuple], bool], threads: int,
+              name: str, bar: tqdm | None = None, poll_s: float | None = None) -> dict:
+    """Run ``fn(*args, *unit)`` for every unit as a submitit job until each is finished.
+
+    Args:
+        fn: a picklable module-level function (it runs in another process or on another node).
+        args: its leading arguments, the same for every unit.
+        units: the units' own arguments, e.g. ``(seed, subject)``.
+        ccfg: the cluster section (launcher ``local`` or ``slurm``).
+        folder: where submitit writes its logs and pickles.
+        finished: whether a unit's results exist (checked when its job ends; a job that ended
+            without them failed, whatever it returned).
+        threads: ``train.threads``.
+        name: the job name (Slurm) and the progress bar's label.
+        bar: a progress bar to update per finished unit (its total is the caller's).
+        poll_s: seconds between checks (default 1 local, 15 on Slurm).
+
+    Returns:
+        ``{"tries": {unit: tries}, "jobs": number of jobs submitted, "parallel": units at once
+        (local) or the array's limit (Slurm, 0 = Slurm's default)}``.
+
+    Raises:
+        ClusterError: units still unfinished after ``ccfg.max_tries`` tries (each named with
+            its last job's state, error and log file).
+    """
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    ex = executor(ccfg, folder, threads, name)
+    slurm = ccfg.launcher == "slurm"
+    poll_s = poll_s if poll_s is not None else (15.0 if slurm else 1.0)
+    free = [] if slurm else local_slots(ccfg, threads)
+    parallel = ccfg.parallel if slurm else len(free)
+    queue = [u for u in units if not finished(u)]
+    if bar is not None and len(queue) < len(units):
+        bar.update(len(units) - len(queue))
+    tries = {u: 0 for u in units}
+    running: dict = {}
+    failed: dict = {}
+    n_jobs = 0
+    try:
+        while queue or running:
+            if slurm and queue:
+                batch, queue = queue, []
+                jobs = ex.map_array(fn, *([a] * len(batch) for a in args),
+                                    *(list(col) for col in zip(*batch)))
+                for job, unit in zip(jobs, batch):
+                    running[job] = (unit, None)
+                    tries[unit] += 1
+                n_jobs += len(jobs)
+            while not slurm and queue and free:
+                slot, unit = free.pop(0), queue.pop(0)
+                if ccfg.gpus_per_task:
+                    ex.update_parameters(visible_gpus=slot, gpus_per_node=len(slot))
+                running[ex.submit(fn, *args, *unit)] = (unit, slot)
+                tries[unit] += 1
+                n_jobs += 1
+            time.sleep(poll_s)
+            for job in [j for j in running if j.done()]:
+                unit, slot = running.pop(job)
+                if slot is not None:
+                    free.append(slot)
+                if finished(unit):
+                    if bar is not None:
+                        bar.update(1)
+                    continue
+                why = _why(job)
+                if tries[unit] < ccfg.max_tries:
+                    tqdm.write(f"{name}: unit {unit} did not finish ({why}); resubmitted "
+                               f"(try {tries[unit] + 1} of {ccfg.max_tries})", file=sys.stderr)
+                    queue.append(unit)
+                else:
+                    failed[unit] = why
+    except BaseException:
+        for job in running:  # a stopped head leaves no job behind to write late
+            job.cancel(check=False)
+        raise
+    if failed:
+        lines = "\n".join(f"  {u}: {w}" for u, w in failed.items())
+        raise ClusterError(f"{name}: {len(failed)} unit(s) did not finish in "
+                           f"{ccfg.max_tries} tries (cluster.max_tries):\n{lines}\nFinished units "
+                           f"are kept; rerun to resubmit the rest.")
+    return {"tries": tries, "jobs": n_jobs, "parallel": parallel}
+
+
+def probe(fn: Callable, args: Sequence, ccfg: ClusterConfig, folder: str | Path, threads: int,
+          name: str, poll_s: float = 15.0):
+    """Run ``fn(*args)`` once as a Slurm job with the units' resources and return its result
+    (what the nodes are: device, its model, the precision it resolves).
+
+    Raises:
+        ClusterError: the probe job failed (its state, error and log are named).
+    """
+    ex = executor(ccfg, Path(folder), threads, f"{name}-probe")
+    job = ex.submit(fn, *args)
+    while not job.done():
+        time.sleep(poll_s)
+    try:
+        return job.result()
+    except Exception:
+        raise ClusterError(f"{name}: the probe job that asks the nodes for their device failed "
+                           f"({_why(job)})") from None
+
+
+__all__ = ["ClusterError", "run_units", "probe", "executor", "slurm_parameters", "local_slots",
+           "visible_gpus"]
