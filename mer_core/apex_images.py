@@ -504,17 +504,7 @@ def cached_index(index, frames_dir, info: dict | None = None):
     Raises:
         FileNotFoundError: the apex stage has not written its caches.
     """
-    import warnings
-
     from mer_core import frame_cache
 
-    if not is_single_frame(index, info):
-        return frame_cache.cached_index(index, frames_dir)
-    ids = set(frame_cache.cached_ids(frames_dir, ANNOTATED)["sample_id"])
-    keep = index["sample_id"].astype(str).isin(ids).to_numpy()
-    if not keep.all():
-        gone = index.loc[~keep, "sample_id"].astype(str).tolist()
-        warnings.warn(f"{len(gone)} clip(s) of the index are not in the frame cache {frames_dir} "
-                      f"(skipped by the apex stage, see its report): {', '.join(gone[:10])}"
-                      f"{' ...' if len(gone) > 10 else ''}", stacklevel=2)
-    return index[keep].reset_index(drop=True)
+    return frame_cache.cached_index(index, frames_dir,
+                                    ANNOTATED if is_single_frame(index, info) else "onset")

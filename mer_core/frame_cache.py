@@ -149,15 +149,17 @@ def check_cache(images: np.ndarray, index: pd.DataFrame, ids=None, source: str =
                                          f"{b!r}; the cache is not aligned with the index")
 
 
-def cached_index(index: pd.DataFrame, frames_dir: str | Path) -> pd.DataFrame:
-    """The rows of the index that the apex stage cached, in index order.
+def cached_index(index: pd.DataFrame, frames_dir: str | Path,
+                 strategy: str = "onset") -> pd.DataFrame:
+    """The rows of the index that the apex stage cached (in its ``strategy`` cache: ``onset``
+    for clips, ``annotated`` for single apex images), in index order.
 
     With ``strict: false`` the data stage already drops (and lists in ``data/excluded.csv``)
     every clip with a missing, truncated or undecodable frame; a clip the apex stage still
     could not read is skipped there and listed in its report. Training then uses the remaining
     clips: this names the ones left out (a warning), so nothing disappears silently.
     """
-    ids = set(cached_ids(frames_dir, "onset")["sample_id"])
+    ids = set(cached_ids(frames_dir, strategy)["sample_id"])
     keep = index["sample_id"].astype(str).isin(ids).to_numpy()
     if not keep.all():
         gone = index.loc[~keep, "sample_id"].astype(str).tolist()

@@ -215,9 +215,14 @@ def read_merged_epochs(out_dir: str | Path) -> tuple[pd.DataFrame | None, pd.Dat
 
 def read_selection(out_dir: str | Path) -> pd.DataFrame | None:
     """A finished experiment's ``selection.csv`` (seed, fold, lr, epoch, inner_uf1,
-    inner_accuracy, n_val, chosen), or None when its lr and epochs were fixed."""
+    inner_accuracy, n_val, diverged, chosen), or None when its lr and epochs were fixed."""
     path = Path(out_dir) / SELECTION_CSV
-    return pd.read_csv(path, dtype={"fold": str}) if path.is_file() else None
+    if not path.is_file():
+        return None
+    table = pd.read_csv(path, dtype={"fold": str, "diverged": str})
+    if "diverged" in table:  # "" (not NaN) where the lr trained
+        table["diverged"] = table["diverged"].fillna("")
+    return table
 
 
 def write_run(out_dir: str | Path, record: dict) -> None:

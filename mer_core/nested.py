@@ -26,7 +26,7 @@ from mer_core.metrics import compute
 InnerFit = Callable[[np.ndarray, np.ndarray, float, int], list]
 
 #: Columns of a selection grid: one row per (lr, epoch).
-GRID_COLUMNS = ("lr", "epoch", "inner_uf1", "inner_accuracy", "n_val")
+GRID_COLUMNS = ("lr", "epoch", "inner_uf1", "inner_accuracy", "n_val", "diverged")
 
 
 def inner_splits(subjects: Sequence[str], k: int) -> list[list[str]]:
@@ -74,7 +74,8 @@ def score_grid(pooled: dict, labels: Sequence[str]) -> pd.DataFrame:
     for (lr, epoch), (y_true, y_pred) in sorted(pooled.items()):
         m = compute(names[y_true], names[y_pred], labels)
         rows.append({"lr": float(lr), "epoch": int(epoch), "inner_uf1": m["uf1"],
-                     "inner_accuracy": m["accuracy"], "n_val": int(len(y_true))})
+                     "inner_accuracy": m["accuracy"], "n_val": int(len(y_true)),
+                     "diverged": ""})
     return pd.DataFrame(rows, columns=list(GRID_COLUMNS))
 
 
@@ -116,7 +117,8 @@ def select_recipe(cfg: TrainConfig, rows: np.ndarray, subjects: np.ndarray, y: n
         ``(choice, grid)``: ``{"lr", "epoch", "inner_uf1"}`` (the epoch is ``cfg.epochs`` unless
         ``select`` has epochs; the lr is ``cfg.lr`` unless it has lr) and the scored grid. A
         learning rate whose inner fit diverges (``fit`` raises ``FloatingPointError``) stops
-        there and stays in the grid with ``inner_uf1`` -inf and ``n_val`` 0: never chosen.
+        there and stays in the grid with ``inner_uf1`` -inf, ``n_val`` 0 and its error in
+        ``diverged`` (empty elsewhere): never chosen.
 
     Raises:
         FloatingPointError: every learning rate diverged (or the only one did).
@@ -150,7 +152,8 @@ def select_recipe(cfg: TrainConfig, rows: np.ndarray, subjects: np.ndarray, y: n
     if diverged:  # listed in the grid, never chosen
         grid = pd.concat([grid, pd.DataFrame(
             [{"lr": float(lr), "epoch": e, "inner_uf1": -np.inf, "inner_accuracy": np.nan,
-              "n_val": 0} for lr in diverged for e in range(1, cfg.epochs + 1)])],
+              "n_val": 0, "diverged": diverged[lr]}
+             for lr in diverged for e in range(1, cfg.epochs + 1)])],
             ignore_index=True).sort_values(["lr", "epoch"], kind="stable", ignore_index=True)
     chosen = choose(grid, None if "epochs" in cfg.select_list else cfg.epochs)
     return chosen, grid

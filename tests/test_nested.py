@@ -66,7 +66,8 @@ def test_select_recipe_pools_inner_folds_and_picks_best(tmp_path):
     c = TrainConfig(epochs=3, select="lr,epochs", lr_grid="0.1,0.01", inner_folds=2)
     choice, grid = select_recipe(c, rows, subjects, y, LABELS, fit, fold_seed=7)
     assert choice == {"lr": 0.01, "epoch": 2, "inner_uf1": 1.0}  # tie at epoch 2 -> smaller lr
-    assert list(grid.columns) == ["lr", "epoch", "inner_uf1", "inner_accuracy", "n_val"]
+    assert list(grid.columns) == ["lr", "epoch", "inner_uf1", "inner_accuracy", "n_val",
+                                  "diverged"]
     assert len(grid) == 6 and (grid["n_val"] == len(rows)).all()
     names = np.asarray(LABELS)
     wrong_uf1 = compute(names[y], names[(y + 1) % 3], LABELS)["uf1"]
@@ -171,7 +172,7 @@ def test_selection_run_writes_its_choice_and_predicts_with_it(tmp_path):
     preds = run(out, cfg(**SELECT), index, images)
     sel = pd.read_csv(out / handover.SELECTION_CSV, dtype={"fold": str})
     assert list(sel.columns) == ["seed", "fold", "lr", "epoch", "inner_uf1", "inner_accuracy",
-                                 "n_val", "chosen"]
+                                 "n_val", "diverged", "chosen"]
     assert len(sel) == 3 * 2 * 3  # folds x lrs x epochs
     chosen = sel[sel["chosen"]]
     assert chosen["epoch"].min() < 3  # some fold stops early: its kept state is an earlier one
@@ -267,6 +268,8 @@ def test_a_diverging_learning_rate_is_listed_and_never_chosen():
     assert choice == {"lr": 0.01, "epoch": 2, "inner_uf1": 1.0}
     bad = grid[grid["lr"] == 0.1]
     assert len(bad) == 2 and np.isneginf(bad["inner_uf1"]).all() and (bad["n_val"] == 0).all()
+    assert (bad["diverged"] == "training loss is nan at epoch 1 (lr 0.1)").all()
+    assert (grid.loc[grid["lr"] == 0.01, "diverged"] == "").all()  # the error is kept, per lr
     assert list(grid["lr"]) == [0.01, 0.01, 0.1, 0.1]
 
     def always(*a):
