@@ -19,21 +19,31 @@ Launchers (``cluster.launcher``):
   one-task probe job first reports the device, its model and the precision the nodes resolve
   (they enter every fold's fingerprint), and every unit checks that it got the same.
 
-Nothing here decides what a fold computes; the LOSO driver (:mod:`mer_core.loso`) owns that.
+Nothing here decides what a fold computes (the LOSO driver :mod:`mer_core.loso` and
+:mod:`mer_core.fold` own that), so this module is not in the fold code version
+(:data:`mer_core.fingerprints.LAUNCH_ONLY`): editing it redoes no finished fold.
 """
 from __future__ import annotations
 
+import dataclasses
 import os
+import pickle
+import platform
 import re
 import sys
 import time
 from pathlib import Path
 from typing import Callable, Sequence
 
+import torch
 from tqdm import tqdm
 
-from mer_core.config import ClusterConfig
-from mer_core.machine import available_cores
+from mer_core import io
+from mer_core.config import ClusterConfig, TrainConfig
+from mer_core.fingerprints import FingerprintError, check_fold, fold_stem
+from mer_core.fold import FoldJob
+from mer_core.machine import (available_cores, device_name, select_device, select_precision,
+                              training_mode)
 
 
 class ClusterError(RuntimeError):
@@ -240,5 +250,119 @@ def probe(fn: Callable, args: Sequence, ccfg: ClusterConfig, folder: str | Path,
                            f"({_why(job)})") from None
 
 
+# ----------------------------------------------------------------------------- the LOSO driver's units
+
+
+def unit_device(name: str, ccfg: ClusterConfig, cfg: TrainConfig, device: str, out: Path,
+                plan: list, fresh: bool = False) -> tuple[torch.device, str, str | None]:
+    """The device, precision and device model a run's units train with (fingerprinted).
+
+    Args:
+        name: the experiment (for messages).
+        ccfg: the cluster section.
+        cfg: the train section (``precision``, ``threads``).
+        device: ``auto`` or a torch device string (in-process runs only).
+        out: ``results/<experiment>``.
+        plan: the run's (seed, subject) units.
+        fresh: every unit is redone (no finished fold's record is trusted).
+
+    Returns:
+        ``(device, precision, device model or None)``: in-process ``device`` on this machine;
+        ``local`` a GPU of this machine if ``cluster.gpus_per_task`` > 0, else its CPU (None:
+        this machine's model); ``slurm`` what a probe job on the nodes reports, or, when every
+        planned fold is already finished, what their records say (no job is submitted just to
+        find that nothing is left to do).
+
+    Raises:
+        ClusterError: a GPU asked for where there is none, or the probe job failed.
+    """
+    if ccfg.launcher == "inprocess":
+        dev = select_device(device)
+        return dev, select_precision(cfg.precision, dev), None
+    if ccfg.launcher == "local":
+        dev = torch.device("cuda" if ccfg.gpus_per_task else "cpu")
+        if dev.type == "cuda" and not torch.cuda.is_available():
+            raise ClusterError(f"experiment {name}: cluster.gpus_per_task is "
+                               f"{ccfg.gpus_per_task} but torch sees no CUDA GPU here; expected "
+                               "gpus_per_task 0 on this machine")
+        return dev, select_precision(cfg.precision, dev), None
+    records = [out / "folds" / f"{fold_stem(s, k)}.json" for k, s in plan]
+    if not fresh and records and all(r.is_file() for r in records):
+        p = io.read_json(records[0]).get("params", {})
+        if {"device", "device_name", "precision"} <= set(p):
+            return torch.device(p["device"]), p["precision"], p["device_name"]
+    node = probe(probe_node, (cfg.precision, ccfg.gpus_per_task), ccfg, out / "logs",
+                 cfg.threads, name)
+    return torch.device(node["device"]), node["precision"], node["device_name"]
+
+
+def probe_node(precision: str, gpus: int) -> dict:
+    """On a cluster node: the device a unit gets, its model and the precision it resolves."""
+    dev = torch.device("cuda" if gpus else "cpu")
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"a task asked for {gpus} GPU(s) but torch sees no CUDA device on "
+                           f"{platform.node()}")
+    return {"device": dev.type, "device_name": device_name(dev),
+            "precision": select_precision(precision, dev), "node": platform.node()}
+
+
+def launch(job: FoldJob, todo: list, ccfg: ClusterConfig, bar=None) -> dict:
+    """Train the ``todo`` (seed, subject) units of a LOSO run as submitit jobs.
+
+    The job (images on the CPU) is written once to ``results/<exp>/logs/job-<fingerprint>.pkl``
+    (atomically; removed when every unit is finished) and every unit reads it
+    (:func:`run_unit`). A unit is finished when its predictions exist with the run's fold
+    fingerprint.
+
+    Returns:
+        What ``run.json`` records of the launch: launcher, parallel, jobs, resubmitted,
+        gpus_per_task, logs.
+    """
+    logs = job.out / "logs"
+    job_file = logs / f"job-{job.fingerprint}.pkl"
+    with io.atomic_path(job_file) as tmp, open(tmp, "wb") as f:
+        pickle.dump(job, f, protocol=pickle.HIGHEST_PROTOCOL)
+
+    def finished(unit) -> bool:
+        stem = fold_stem(unit[1], unit[0])
+        if not (job.out / "folds" / f"{stem}.csv").is_file():
+            return False
+        try:  # a fold of other settings (redo_stale) is not this run's
+            check_fold(job.out, stem, job.fingerprint, job.params)
+        except FingerprintError:
+            return False
+        return True
+    res = run_units(run_unit, (str(job_file),), todo, ccfg, logs, finished, job.cfg.threads,
+                    job.name, bar)
+    job_file.unlink(missing_ok=True)  # the images: not a result
+    return {"launcher": ccfg.launcher, "parallel": res["parallel"], "jobs": res["jobs"],
+            "resubmitted": sum(t - 1 for t in res["tries"].values() if t > 1),
+            "gpus_per_task": ccfg.gpus_per_task, "logs": str(logs)}
+
+
+def run_unit(job_file: str, seed: int, subject: str) -> str:
+    """One unit in a submitit job (another process, maybe another node): train and write the
+    fold of (seed, subject) on this task's device (:func:`mer_core.loso.run_fold`), after
+    checking that it is the device the run's fingerprint names.
+
+    Returns:
+        The fold's file stem.
+    """
+    from mer_core.loso import run_fold  # the driver imports this module
+
+    with open(job_file, "rb") as f:
+        job: FoldJob = pickle.load(f)
+    dev = torch.device(job.device.type)  # cuda: the GPU(s) this task was given
+    got, want = device_name(dev), job.params["device_name"]
+    if got != want:
+        raise RuntimeError(f"unit {subject} seed {seed} got {got} on {platform.node()}, but the "
+                           f"run's fingerprint was made for {want}: keep the units on one kind "
+                           "of node (cluster.sbatch, e.g. constraint=<feature>)")
+    training_mode(dev, job.cfg.threads)
+    job = dataclasses.replace(job, device=dev, xs={k: v.to(dev) for k, v in job.xs.items()})
+    run_fold(job, seed, subject, progress=False)
+    return fold_stem(subject, seed)
+
+
 __all__ = ["ClusterError", "run_units", "probe", "executor", "slurm_parameters", "local_slots",
-           "visible_gpus"]
+           "visible_gpus", "unit_device", "probe_node", "launch", "run_unit"]

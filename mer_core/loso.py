@@ -74,8 +74,7 @@ from mer_core.fingerprints import (FingerprintError, check_fold, diff, fold_para
 from mer_core.fold import FoldJob, ModelFactory, prepare_images, train_fold
 from mer_core.frame_cache import FoldFrames, check_cache
 from mer_core.handover import read_table
-from mer_core.machine import (available_cores, determinism, device_name, select_device,
-                              select_precision, training_mode)
+from mer_core.machine import available_cores, determinism, training_mode
 from mer_core.models import create_model, weights_path
 
 
@@ -201,7 +200,7 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
         raise ValueError(f"index: LOSO needs >= 2 subjects, got {subjects_all}")
     plan = [(seed, s) for seed in cfg.seeds for s in plan_folds(subjects_all, cfg.folds,
                                                                 cfg.max_folds)]
-    dev, precision, dev_label = _unit_device(name, ccfg, cfg, device, out, plan)
+    dev, precision, dev_label = cluster.unit_device(name, ccfg, cfg, device, out, plan, fresh)
     threads = threads or int(os.environ.get("OMP_NUM_THREADS") or 0) or available_cores()
     fold_key = {s: images.key(s) for s in subjects_all}
     used = sorted(set(fold_key.values()))
@@ -270,13 +269,13 @@ def run_experiment(name: str, exp: ExperimentConfig, cfg: TrainConfig, index: pd
                       y=y_all, xs=xs, fold_key=fold_key, model_factory=model_factory, device=dev,
                       precision=precision, params=params, fingerprint=fold_fp, out=out.resolve())
         if remote and todo:
-            launch = _run_units(job, todo, ccfg, bar)
+            launch = cluster.launch(job, todo, ccfg, bar)
         elif workers > 1:
             _run_folds_parallel(job, todo, workers, cfg.threads, bar)
         else:
             for seed, subject in todo:
                 bar.set_postfix(subject=subject, seed=seed, refresh=False)
-                _run_fold(job, seed, subject, progress)
+                run_fold(job, seed, subject, progress)
                 bar.update(1)
     finally:
         if restore is not None:
@@ -357,7 +356,7 @@ def _worker_init(job: FoldJob, threads: int) -> None:
 
 
 def _worker_fold(seed: int, subject: str) -> None:
-    _run_fold(_WORKER_JOB["job"], seed, subject, progress=False)
+    run_fold(_WORKER_JOB["job"], seed, subject, progress=False)
 
 
 def _run_folds_parallel(job: FoldJob, todo: list, workers: int, threads: int, bar) -> None:
@@ -378,93 +377,9 @@ def _run_folds_parallel(job: FoldJob, todo: list, workers: int, threads: int, ba
             raise
 
 
-# ----------------------------------------------------------------------------- cluster units
-
-
-def _unit_device(name: str, ccfg: ClusterConfig, cfg: TrainConfig, device: str, out: Path,
-                 plan: list) -> tuple[torch.device, str, str | None]:
-    """The device, precision and device model the run's units train with (fingerprinted).
-
-    In-process: ``device`` on this machine. ``local``: a GPU of this machine if
-    ``cluster.gpus_per_task`` > 0, else its CPU. ``slurm``: what a probe job on the nodes
-    reports, or, when every planned fold is already finished, what their records say (no job
-    is submitted just to find that nothing is left to do).
-    """
-    if ccfg.launcher == "inprocess":
-        dev = select_device(device)
-        return dev, select_precision(cfg.precision, dev), None
-    if ccfg.launcher == "local":
-        dev = torch.device("cuda" if ccfg.gpus_per_task else "cpu")
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            raise cluster.ClusterError(f"experiment {name}: cluster.gpus_per_task is "
-                                       f"{ccfg.gpus_per_task} but torch sees no CUDA GPU here; "
-                                       "expected gpus_per_task 0 on this machine")
-        return dev, select_precision(cfg.precision, dev), None
-    records = [out / "folds" / f"{fold_stem(s, k)}.json" for k, s in plan]
-    if records and all(r.is_file() for r in records):
-        p = io.read_json(records[0]).get("params", {})
-        if {"device", "device_name", "precision"} <= set(p):
-            return torch.device(p["device"]), p["precision"], p["device_name"]
-    node = cluster.probe(_probe_node, (cfg.precision, ccfg.gpus_per_task), ccfg, out / "logs",
-                         cfg.threads, name)
-    return torch.device(node["device"]), node["precision"], node["device_name"]
-
-
-def _probe_node(precision: str, gpus: int) -> dict:
-    """On a cluster node: the device a unit gets, its model and the precision it resolves."""
-    dev = torch.device("cuda" if gpus else "cpu")
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"a task asked for {gpus} GPU(s) but torch sees no CUDA device on "
-                           f"{platform.node()}")
-    return {"device": dev.type, "device_name": device_name(dev),
-            "precision": select_precision(precision, dev), "node": platform.node()}
-
-
-def _run_units(job: FoldJob, todo: list, ccfg: ClusterConfig, bar) -> dict:
-    """Train ``todo`` units as submitit jobs (:func:`mer_core.cluster.run_units`): the job is
-    written once to ``logs/job-<fingerprint>.pkl`` (atomically) and every unit reads it."""
-    logs = job.out / "logs"
-    job_file = logs / f"job-{job.fingerprint}.pkl"
-    with io.atomic_path(job_file) as tmp, open(tmp, "wb") as f:
-        pickle.dump(job, f, protocol=pickle.HIGHEST_PROTOCOL)
-
-    def finished(unit) -> bool:
-        stem = fold_stem(unit[1], unit[0])
-        if not (job.out / "folds" / f"{stem}.csv").is_file():
-            return False
-        check_fold(job.out, stem, job.fingerprint, job.params)  # a stale writer: stop here
-        return True
-    res = cluster.run_units(_unit, (str(job_file),), todo, ccfg, logs, finished, job.cfg.threads,
-                            job.name, bar)
-    job_file.unlink(missing_ok=True)  # the images: not a result
-    return {"launcher": ccfg.launcher, "parallel": res["parallel"], "jobs": res["jobs"],
-            "resubmitted": sum(t - 1 for t in res["tries"].values() if t > 1),
-            "gpus_per_task": ccfg.gpus_per_task, "logs": str(logs)}
-
-
-def _unit(job_file: str, seed: int, subject: str) -> str:
-    """One unit in a submitit job (another process, maybe another node): train and write the
-    fold of (seed, subject) on this task's device, after checking that it is the device the
-    run's fingerprint names."""
-    with open(job_file, "rb") as f:
-        job: FoldJob = pickle.load(f)
-    dev = torch.device(job.device.type)  # cuda: the GPU(s) this task was given
-    got, want = device_name(dev), job.params["device_name"]
-    if got != want:
-        raise RuntimeError(f"unit {subject} seed {seed} got {got} on {platform.node()}, but the "
-                           f"run's fingerprint was made for {want}: keep the units on one kind "
-                           f"of node (cluster.sbatch, e.g. constraint=<feature>)")
-    training_mode(dev, job.cfg.threads)
-    job = dataclasses.replace(job, device=dev, xs={k: v.to(dev) for k, v in job.xs.items()})
-    _run_fold(job, seed, subject, progress=False)
-    return fold_stem(subject, seed)
-
-
-# ----------------------------------------------------------------------------- one fold
-
-
-def _run_fold(job: FoldJob, seed: int, subject: str, progress: bool) -> None:
-    """Train one fold (:func:`mer_core.fold.train_fold`) and write its files, predictions last."""
+def run_fold(job: FoldJob, seed: int, subject: str, progress: bool) -> None:
+    """Train one fold (:func:`mer_core.fold.train_fold`) and write its files, predictions last
+    (in this process, a fold worker or a cluster unit: :func:`mer_core.cluster.run_unit`)."""
     t0 = time.perf_counter()
     stem = fold_stem(subject, seed)
     res = train_fold(job, seed, subject, progress)
@@ -626,4 +541,5 @@ def merge_shards(out_dir: str | Path, _elapsed: float | None = None,
     return preds
 
 
-__all__ = ["run_experiment", "merge_shards", "plan_folds", "plan_workers", "IncompleteError"]
+__all__ = ["run_experiment", "merge_shards", "plan_folds", "plan_workers", "run_fold",
+           "IncompleteError"]

@@ -184,3 +184,15 @@ def test_training_mode_sets_and_restores():
     assert machine.determinism(cpu) == {"deterministic_algorithms": True}
     restore()
     assert (torch.get_num_threads(), torch.are_deterministic_algorithms_enabled()) == before
+
+
+@pytest.mark.slow
+def test_stale_units_are_redone_through_the_launcher(tmp_path, task_path):
+    """dvc repro passes redo_stale: folds of other settings are resubmitted, not taken as done."""
+    out = tmp_path / "apex_annotated"
+    run(out, cfg(max_folds=1, epochs=1), launcher=local())
+    old = io.read_json(out / "folds" / "sub00__seed0.json")["fingerprint"]
+    preds = run(out, cfg(max_folds=1), launcher=local(), redo_stale=True)
+    new = io.read_json(out / "folds" / "sub00__seed0.json")
+    assert new["fingerprint"] != old and new["params"]["train"]["epochs"] == 2
+    pd.testing.assert_frame_equal(preds, run(tmp_path / "ref" / "apex_annotated", cfg(max_folds=1)))
