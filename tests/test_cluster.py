@@ -54,43 +54,32 @@ def local(**kw) -> ClusterConfig:
 
 
 @pytest.mark.slow
-def test_local_units_equal_the_in_process_run_and_switching_redoes_nothing(tmp_path, task_path):
-    ref = run(tmp_path / "inprocess" / "apex_annotated")
+def test_local_units_match_in_process_and_a_killed_unit_is_resubmitted(tmp_path, task_path):
+    """Byte-identical to the in-process run with one unit SIGKILLed midway and resubmitted;
+    switching back to in-process retrains nothing."""
+    never = tmp_path / "in-process never kills"
+    never.write_text("")
+    ref_dir = tmp_path / "inprocess" / "apex_annotated"
+    ref = run(ref_dir, model_factory=KillOnce(never))
+    marker = tmp_path / "killed"
     out = tmp_path / "local" / "apex_annotated"
-    preds = run(out, launcher=local())
+    preds = run(out, launcher=local(max_tries=2), model_factory=KillOnce(marker))
+    assert marker.is_file(), "one unit was killed midway"
     pd.testing.assert_frame_equal(preds, ref)
     for name in ("predictions.csv", "epoch_log.csv", "epoch_predictions.csv"):
-        assert (out / name).read_bytes() == \
-            (tmp_path / "inprocess" / "apex_annotated" / name).read_bytes()
+        assert (out / name).read_bytes() == (ref_dir / name).read_bytes()
     meta = io.read_json(out / "run.json")
-    assert meta["launcher"]["launcher"] == "local" and meta["launcher"]["jobs"] == 4
-    assert meta["launcher"]["parallel"] == 2 and meta["launcher"]["resubmitted"] == 0
+    assert meta["launcher"]["launcher"] == "local" and meta["launcher"]["jobs"] == 5
+    assert meta["launcher"]["parallel"] == 2 and meta["launcher"]["resubmitted"] == 1
     assert meta["deterministic_algorithms"] is True
+    assert meta["fingerprint"] == io.read_json(ref_dir / "run.json")["fingerprint"]
     assert list((out / "logs").glob("*_log.out")), "job logs go under results/<exp>/logs/"
     assert not list((out / "logs").glob("job-*.pkl")), "the job's images are not kept"
-    # the launcher is not in the fingerprint: in-process now reuses every unit, and back again
+    # the launcher is not in the fingerprint: in-process now reuses every unit
     stamps = {p: p.stat().st_mtime_ns for p in (out / "folds").glob("*.csv")}
-    again = run(out)
-    pd.testing.assert_frame_equal(again, ref)
+    pd.testing.assert_frame_equal(run(out, model_factory=KillOnce(marker)), ref)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert io.read_json(out / "run.json")["launcher"]["launcher"] == "local"  # record kept
-    ref_fp = io.read_json(tmp_path / "inprocess" / "apex_annotated" / "run.json")["fingerprint"]
-    assert meta["fingerprint"] == ref_fp
-
-
-@pytest.mark.slow
-def test_a_unit_killed_midway_is_resubmitted_and_the_run_completes(tmp_path, task_path):
-    marker = tmp_path / "killed"
-    c = cfg(max_folds=2)
-    out = tmp_path / "local" / "apex_annotated"
-    preds = run(out, c, launcher=local(max_tries=2), model_factory=KillOnce(marker))
-    assert marker.is_file(), "one unit was killed"
-    assert set(preds["subject"]) == {"sub00", "sub01"}
-    ref = run(tmp_path / "inprocess" / "apex_annotated", c, model_factory=KillOnce(marker))
-    pd.testing.assert_frame_equal(preds, ref)
-    for stem in ("sub00__seed0", "sub01__seed0"):
-        assert (out / "folds" / f"{stem}.csv").read_bytes() == \
-            (tmp_path / "inprocess" / "apex_annotated" / "folds" / f"{stem}.csv").read_bytes()
 
 
 @pytest.mark.slow
