@@ -7,7 +7,10 @@ of the data stage, so that stage regenerates it (byte for byte) in the copy and 
 after it is skipped. This test builds a throwaway git + DVC repository from the project's tracked
 files with test_pipeline's tiny settings, runs `dvc repro` once, then queues a two-point
 learning-rate grid and checks that both experiments succeed and that `dvc exp show` lists them
-with their parameters and metrics.
+with their parameters and metrics. It takes minutes (three pipeline runs), so `make test` leaves
+it out (marker ``queue``) and `make test-queue` runs it; what breaks a queued copy (a stage input
+that is neither tracked by git nor an output of a stage) is checked in every run by
+:func:`test_every_stage_input_exists_in_a_queued_copy`.
 """
 from __future__ import annotations
 
@@ -76,6 +79,7 @@ def find_experiments(show: list) -> dict[str, dict]:
 
 
 @pytest.mark.slow
+@pytest.mark.queue
 def test_a_two_point_grid_runs_through_the_dvc_queue(tmp_path):
     repo = tmp_path / "repo"
     make_repo(repo)
@@ -139,3 +143,30 @@ def test_a_two_point_grid_runs_through_the_dvc_queue(tmp_path):
     # the workspace is the baseline, as it was: the experiments live in their own refs
     assert yaml.safe_load((repo / "params.yaml").read_text())["train"]["lr"] == 0.004
     print(f"dvc repro {t_repro:.0f} s; two-point queue grid {t_grid:.0f} s; UF1 {uf1}")
+
+
+def test_every_stage_input_exists_in_a_queued_copy():
+    """A queued experiment's copy holds git-tracked files and stage outputs only: every
+    dependency of every stage must be one of them (data/synthetic was neither, and every
+    queued run failed at the apex stage)."""
+    from dvc.dependency.param import ParamsDependency
+    from dvc.repo import Repo
+
+    tracked = subprocess.run(["git", "ls-files"], cwd=ROOT, check=True, capture_output=True,
+                             text=True).stdout.splitlines()
+    with Repo(str(ROOT)) as repo:
+        stages = list(repo.index.stages)
+        outs = {Path(o.fs_path).resolve() for st in stages for o in st.outs}
+        missing = []
+        for st in stages:
+            for dep in st.deps:
+                if isinstance(dep, ParamsDependency):
+                    continue
+                path = Path(dep.fs_path).resolve()
+                rel = os.path.relpath(path, ROOT)
+                in_git = rel in tracked or any(t.startswith(rel.rstrip("/") + "/") for t in tracked)
+                # an output, inside one, or a folder of outputs (results/ of the train stages)
+                made = any(path == o or o in path.parents or path in o.parents for o in outs)
+                if not (in_git or made):
+                    missing.append(f"{st.addressing}: {dep.def_path}")
+    assert not missing, f"stage inputs a queued copy would lack: {missing}"
