@@ -223,8 +223,10 @@ def _derived(entry: dict, precision: str) -> dict:
 
 
 def measure_rates(params: config.Params, device: str, steps: int,
-                  results: str | Path | None = None) -> dict:
-    """Measure every backbone of a profile on ``device`` at its size, batch and precision.
+                  results: str | Path | None = None, min_seconds: float = 0.0) -> dict:
+    """Measure every backbone of a profile on ``device`` at its size, batch and precision
+    (each rate: at least ``steps`` timed steps and ``min_seconds``); the CPU's overhead from
+    the fold records in ``results`` where they match (:func:`record_overhead`).
 
     On a CPU the fold's threads (``train.threads``) and flushed denormals, as a fold worker.
 
@@ -234,9 +236,12 @@ def measure_rates(params: config.Params, device: str, steps: int,
     """
     import torch
 
+    import os
+
     cfg = params.train
     dev = torch.device(device)
     precision = machine.select_precision(cfg.precision, dev)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else None
     threads = torch.get_num_threads()
     torch.set_flush_denormal(True)  # as a CPU fold worker (loso.run_experiment)
     if dev.type == "cpu":
@@ -245,7 +250,7 @@ def measure_rates(params: config.Params, device: str, steps: int,
         rates = {}
         for bb in sorted({e.backbone for e in params.experiments.values()}):
             entry = throughput.measure_backbone(bb, cfg.image_size, cfg.batch_size, [precision],
-                                                steps, device)
+                                                steps, device, min_seconds=min_seconds)
             rates[bb] = _derived(entry, precision)
             found = record_overhead(results, cfg, bb, precision) \
                 if results is not None and dev.type == "cpu" else None
@@ -256,7 +261,7 @@ def measure_rates(params: config.Params, device: str, steps: int,
         torch.set_flush_denormal(False)
     return {"device": dev.type, "device_name": machine.device_name(dev), "precision": precision,
             "threads": cfg.threads if dev.type == "cpu" else threads, "steps": steps,
-            "backbones": rates}
+            "min_seconds": min_seconds, "load_average_1min": load, "backbones": rates}
 
 
 def record_rates(params: config.Params, path: str | Path) -> dict:
@@ -290,7 +295,8 @@ def record_rates(params: config.Params, path: str | Path) -> dict:
 
 def assumed_rates(params: config.Params, images_per_s: float, overhead_s: float) -> dict:
     """GPU rates given on the command line: ASSUMED, every backbone alike."""
-    return {"device": "cuda", "device_name": f"GPU ({ASSUMED})", "precision": params.train.precision,
+    return {"device": "cuda", "device_name": "no GPU measured",
+            "precision": f"train.precision {params.train.precision}",
             "backbones": {e.backbone: {"images_per_s": images_per_s,
                                        "overhead": {"kind": "assumed",
                                                     "per_training_s": overhead_s}}
@@ -340,7 +346,8 @@ def plan(params: config.Params, unit_list: list[Unit], cpu: dict, gpu: dict, gpu
     assumed = any(b["overhead"]["kind"] == "assumed" for b in gpu["backbones"].values())
     return {
         "experiments": rows,
-        "total": {"units": len(unit_list), "training_images": sum(u.images for u in unit_list),
+        "total": {"units": len(unit_list), "folds": len({u.subject for u in unit_list}),
+                  "training_images": sum(u.images for u in unit_list),
                   "trainings": sum(u.trainings for u in unit_list)},
         "gpu": {**gpu, "assumed": assumed, "label": ASSUMED if assumed else "measured",
                 "process_start_s": start_s, "hours": sum(gpu_s) / 3600,
@@ -376,7 +383,7 @@ def format_plan(rec: dict) -> str:
     tag = f" [{ASSUMED}]" if g["assumed"] else ""
     lines = [
         f"profile {rec['profile']} ({rec['params']}): {len(rec['experiments'])} experiment(s) x "
-        f"{rec['recipe']['n_seeds']} seed(s) x LOSO folds = {t['units']:,} units "
+        f"{rec['recipe']['n_seeds']} seed(s) x {t['folds']} LOSO folds = {t['units']:,} units "
         "(a unit: one seed x one fold of one experiment)",
         f"data: {rec['data']['note']}",
         f"recipe: {rec['recipe']['image_size']} px, batch {rec['recipe']['batch_size']}, "
@@ -385,12 +392,17 @@ def format_plan(rec: dict) -> str:
            if rec['recipe']['select'] else ""),
         f"CPU (measured {rec['date']}): {c['cpu']}, {c['precision']} (train.precision "
         f"{rec['recipe']['precision']}), {c['threads']} thread(s) "
-        f"per fold worker, bare step of {c['steps']} timed step(s):",
+        f"per fold worker, bare step timed over >= {c['steps']} steps and >= "
+        f"{c['min_seconds']:g} s:",
     ]
     for bb, r in c["backbones"].items():
         lines.append(f"  {bb:20s} {r['images_per_s']:8.2f} images/s; "
                      f"{_overhead_text(r['overhead'])}")
     src = g.get("source", "")
+    if c.get("load_average_1min") is not None:
+        lines.append(f"  (load average {c['load_average_1min']:.1f} on {c['cores']} cores when "
+                     "the CPU measurement began: above the core count, other jobs shared the "
+                     "CPU and the rates are lower bounds)")
     lines.append(f"GPU ({src}): {g['device_name']}, {g['precision']}; process start "
                  f"{g['process_start_s']:.1f} s per unit ({g['process_start_source']}):")
     for bb, r in g["backbones"].items():
@@ -428,11 +440,14 @@ def _gpus(text: str) -> list[int]:
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("profile", help="profiles/<name>.yaml, or 'default' for params.yaml alone")
-    ap.add_argument("--gpus", type=_gpus, default=[1], help="GPUs to schedule on: N or N,M,...")
+    ap.add_argument("--gpus", type=_gpus, default=[1],
+                    help="GPUs to schedule on: N or N,M,... (1 is always shown too)")
     ap.add_argument("--index", default="data/index.csv", help="clips per subject from here")
     ap.add_argument("--subjects", type=int, help="plan a dataset shape without data: K subjects")
     ap.add_argument("--clips", type=int, help="... and M clips, spread evenly over them")
-    ap.add_argument("--steps", type=int, default=2, help="timed bare steps per backbone")
+    ap.add_argument("--steps", type=int, default=2, help="timed bare steps per backbone, at least")
+    ap.add_argument("--min-seconds", type=float, default=5.0,
+                    help="... and at least this long (a few steps of small images are too short)")
     ap.add_argument("--results", default="results", help="finished fold records (overhead)")
     ap.add_argument("--gpu-record", help="throughput record of a GPU machine (JSON)")
     ap.add_argument("--gpu-images-per-s", type=float, default=GPU_IMAGES_PER_S,
@@ -458,10 +473,11 @@ def main(argv=None) -> int:
         unit_list = units(params, subjects)
         import torch
 
-        cpu = measure_rates(params, "cpu", args.steps, args.results)
+        cpu = measure_rates(params, "cpu", args.steps, args.results, args.min_seconds)
         start_s, start_src = throughput.process_start_seconds(), "measured on this machine"
         if torch.cuda.is_available():
-            gpu = {**measure_rates(params, "cuda", args.steps), "source": "measured here"}
+            gpu = {**measure_rates(params, "cuda", args.steps, min_seconds=args.min_seconds),
+                   "source": "measured here"}
         elif args.gpu_record:
             gpu = {**record_rates(params, args.gpu_record),
                    "source": f"measured, record {args.gpu_record}"}
@@ -473,7 +489,8 @@ def main(argv=None) -> int:
     except (FileNotFoundError, ValueError, config.ConfigError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    rec = plan(params, unit_list, cpu, gpu, args.gpus, start_s, machine.available_cores())
+    gpus = sorted({1, *args.gpus})  # one GPU's wall (= the GPU-hours) is always shown
+    rec = plan(params, unit_list, cpu, gpu, gpus, start_s, machine.available_cores())
     rec["gpu"]["process_start_source"] = start_src
     cfg = params.train
     rec = {"profile": args.profile, "date": datetime.date.today().isoformat(),

@@ -39,9 +39,26 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _timed(step, warmup: int, steps: int, min_seconds: float, dev: torch.device
+           ) -> tuple[int, float]:
+    """Run ``step`` ``warmup`` times untimed, then at least ``steps`` times and at least
+    ``min_seconds``; returns (timed calls, their seconds)."""
+    for _ in range(warmup):
+        step()
+    _sync(dev)
+    n, t0 = 0, time.perf_counter()
+    while True:
+        step()
+        n += 1
+        if n >= steps:
+            _sync(dev)
+            if time.perf_counter() - t0 >= min_seconds:
+                return n, time.perf_counter() - t0
+
+
 def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, warmup: int = 3,
               num_classes: int = 5, x: torch.Tensor | None = None, device: str = "cpu",
-              allow_any: bool = False) -> float:
+              allow_any: bool = False, min_seconds: float = 0.0) -> float:
     """Images/s of forward + backward + AdamW step on one fixed batch (no data path),
     channels_last as in :func:`mer_core.fold.fit_fold`.
 
@@ -51,13 +68,15 @@ def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, 
         size: input side in px.
         batch: images per step.
         precision: a resolved precision (``fp32``, ``bf16``, ``amp-bf16``, ``amp-fp16``).
-        steps: timed steps (after ``warmup`` untimed ones).
+        steps: timed steps (after ``warmup`` untimed ones), at least.
         warmup: untimed steps first (allocation, kernel choice).
         num_classes: classifier outputs.
         x: the batch (normalised images); None = random normal values. Random input runs about
             10 % slower than real frames on a CPU, so the loop comparisons pass real frames.
         device: torch device string.
         allow_any: accept any timm model name (tests use tiny ones).
+        min_seconds: keep stepping until the timed steps took this long (small images: a few
+            steps are too short to time on a shared machine).
 
     Returns:
         Training images per second.
@@ -71,38 +90,35 @@ def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, 
         x = torch.randn(batch, 3, size, size)
     x = x[:batch].to(dev).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, num_classes, (len(x),)).to(dev)
-    t0 = time.perf_counter()
-    for i in range(warmup + steps):
-        if i == warmup:
-            _sync(dev)
-            t0 = time.perf_counter()
+
+    def step():
         with machine.autocast(precision, dev):
             logits = model(x)
         loss = torch.nn.functional.cross_entropy(logits.float(), y)
         opt.zero_grad(set_to_none=True)
         loss.backward()  # (amp-fp16's gradient scaler, a few elementwise ops, is left out)
         opt.step()
-    _sync(dev)
-    return len(x) * steps / (time.perf_counter() - t0)
+
+    n, seconds = _timed(step, warmup, steps, min_seconds, dev)
+    return len(x) * n / seconds
 
 
 def eval_rate(backbone: str, size: int, batch: int, precision: str, steps: int = 2,
-              num_classes: int = 5, device: str = "cpu", allow_any: bool = False) -> float:
-    """Images/s of the test pass (eval mode, no gradient) on one fixed batch, one warm-up."""
+              num_classes: int = 5, device: str = "cpu", allow_any: bool = False,
+              min_seconds: float = 0.0) -> float:
+    """Images/s of the test pass (eval mode, no gradient) on one fixed batch, one warm-up;
+    at least ``steps`` batches and ``min_seconds`` (as :func:`bare_step`)."""
     dev = torch.device(device)
     model = create_model(backbone, num_classes, allow_any=allow_any).eval()
     model = model.to(dev, memory_format=torch.channels_last)
     x = torch.randn(batch, 3, size, size).to(dev).contiguous(memory_format=torch.channels_last)
-    t0 = time.perf_counter()
-    with torch.no_grad():
-        for i in range(1 + steps):
-            if i == 1:
-                _sync(dev)
-                t0 = time.perf_counter()
-            with machine.autocast(precision, dev):
-                model(x)
-    _sync(dev)
-    return batch * steps / (time.perf_counter() - t0)
+
+    def step():
+        with torch.no_grad(), machine.autocast(precision, dev):
+            model(x)
+
+    n, seconds = _timed(step, 1, steps, min_seconds, dev)
+    return batch * n / seconds
 
 
 def build_seconds(backbone: str, num_classes: int = 5, device: str = "cpu",
@@ -125,7 +141,8 @@ def process_start_seconds() -> float:
 
 
 def measure_backbone(backbone: str, size: int, batch: int, precisions: list[str], steps: int,
-                     device: str = "cpu", warmup: int = 1, allow_any: bool = False) -> dict:
+                     device: str = "cpu", warmup: int = 1, allow_any: bool = False,
+                     min_seconds: float = 0.0) -> dict:
     """The entry of one backbone in a throughput record (see the module docstring).
 
     Args:
@@ -137,6 +154,7 @@ def measure_backbone(backbone: str, size: int, batch: int, precisions: list[str]
         device: torch device string.
         warmup: untimed bare steps first.
         allow_any: accept any timm model name.
+        min_seconds: each rate times at least this long.
 
     Returns:
         ``{"build_s": float, "images_per_s": {precision: float},
@@ -146,9 +164,10 @@ def measure_backbone(backbone: str, size: int, batch: int, precisions: list[str]
            "images_per_s": {}, "eval_images_per_s": {}}
     for p in precisions:
         out["images_per_s"][p] = bare_step(backbone, size, batch, p, steps, warmup=warmup,
-                                           device=device, allow_any=allow_any)
-        out["eval_images_per_s"][p] = eval_rate(backbone, size, batch, p, steps,
-                                                device=device, allow_any=allow_any)
+                                           device=device, allow_any=allow_any,
+                                           min_seconds=min_seconds)
+        out["eval_images_per_s"][p] = eval_rate(backbone, size, batch, p, steps, device=device,
+                                                allow_any=allow_any, min_seconds=min_seconds)
     return out
 
 
