@@ -314,7 +314,8 @@ def plan(params: config.Params, unit_list: list[Unit], cpu: dict, gpu: dict, gpu
         gpu: :func:`measure_rates` on a GPU, :func:`record_rates` or :func:`assumed_rates`
             (the latter's numbers are labelled :data:`ASSUMED`).
         gpus: GPU counts to schedule on.
-        start_s: process start added to every GPU unit.
+        start_s: process start of one job; every GPU unit carries its share
+            (``cluster.units_per_task`` units share one job's start).
         cores: CPU cores of this machine (for the fold workers).
 
     Returns:
@@ -322,7 +323,8 @@ def plan(params: config.Params, unit_list: list[Unit], cpu: dict, gpu: dict, gpu
     """
     import torch
 
-    gpu_s = [unit_seconds(u, gpu["backbones"][u.backbone], start_s) for u in unit_list]
+    per_unit_start = start_s / params.cluster.units_per_task
+    gpu_s = [unit_seconds(u, gpu["backbones"][u.backbone], per_unit_start) for u in unit_list]
     cpu_s = [unit_seconds(u, cpu["backbones"][u.backbone]) for u in unit_list]
     rows, cpu_wall, workers_used = [], 0.0, set()
     for name in params.experiments:
@@ -350,7 +352,8 @@ def plan(params: config.Params, unit_list: list[Unit], cpu: dict, gpu: dict, gpu
                   "training_images": sum(u.images for u in unit_list),
                   "trainings": sum(u.trainings for u in unit_list)},
         "gpu": {**gpu, "assumed": assumed, "label": ASSUMED if assumed else "measured",
-                "process_start_s": start_s, "hours": sum(gpu_s) / 3600,
+                "process_start_s": start_s, "units_per_task": params.cluster.units_per_task,
+                "hours": sum(gpu_s) / 3600,
                 "wall_hours": {str(n): lpt(gpu_s, n) / 3600 for n in gpus},
                 "schedule": "greedy LPT: units largest first onto the least loaded GPU"},
         "cpu": {**cpu, "cpu": machine.cpu_model(), "cores": cores,
@@ -403,8 +406,11 @@ def format_plan(rec: dict) -> str:
         lines.append(f"  (load average {c['load_average_1min']:.1f} on {c['cores']} cores when "
                      "the CPU measurement began: above the core count, other jobs shared the "
                      "CPU and the rates are lower bounds)")
+    per_task = g.get("units_per_task", 1)
     lines.append(f"GPU ({src}): {g['device_name']}, {g['precision']}; process start "
-                 f"{g['process_start_s']:.1f} s per unit ({g['process_start_source']}):")
+                 f"{g['process_start_s']:.1f} s per job ({g['process_start_source']})"
+                 + (f", {per_task} units per job (cluster.units_per_task)" if per_task > 1
+                    else "") + ":")
     for bb, r in g["backbones"].items():
         lines.append(f"  {bb:20s} {r['images_per_s']:8.1f} images/s"
                      f"{' (' + ASSUMED + ')' if g['assumed'] else ''}; "

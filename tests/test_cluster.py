@@ -156,7 +156,7 @@ def test_the_cluster_section_is_read_alone(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("cluster:\n  launcher: local\n  parallel: 3\n  gpus_per_task: 0\n"
                     "  cpus_per_task: 0\n  mem_gb: 8\n  timeout_min: 30\n  partition: ''\n"
-                    "  sbatch: 'account=x'\n  setup: ''\n  max_tries: 2\n")
+                    "  sbatch: 'account=x'\n  setup: ''\n  max_tries: 2\n  units_per_task: 1\n")
     c = config.load_section(path, "cluster")
     assert (c.launcher, c.parallel, c.mem_gb, c.sbatch_flags) == ("local", 3, 8.0, {"account": "x"})
     with pytest.raises(ConfigError, match="missing section 'train'"):
@@ -176,12 +176,18 @@ def test_training_mode_sets_and_restores():
 
 
 @pytest.mark.slow
-def test_stale_units_are_redone_through_the_launcher(tmp_path, task_path):
-    """dvc repro passes redo_stale: folds of other settings are resubmitted, not taken as done."""
+def test_stale_units_are_redone_and_a_job_can_train_several(tmp_path, task_path):
+    """dvc repro passes redo_stale: folds of other settings are resubmitted, not taken as done;
+    with units_per_task 2 one job trains both folds of a two-subject run."""
+    index, images = fake_data(n_subjects=2)
     out = tmp_path / "apex_annotated"
-    run(out, cfg(max_folds=1, epochs=1), launcher=local())
+    two = local(units_per_task=2)
+    run(out, cfg(epochs=1), index, images, launcher=two)
     old = io.read_json(out / "folds" / "sub00__seed0.json")["fingerprint"]
-    preds = run(out, cfg(max_folds=1), launcher=local(), redo_stale=True)
+    assert io.read_json(out / "run.json")["launcher"]["jobs"] == 1
+    preds = run(out, cfg(), index, images, launcher=two, redo_stale=True)
     new = io.read_json(out / "folds" / "sub00__seed0.json")
     assert new["fingerprint"] != old and new["params"]["train"]["epochs"] == 2
-    pd.testing.assert_frame_equal(preds, run(tmp_path / "ref" / "apex_annotated", cfg(max_folds=1)))
+    assert io.read_json(out / "run.json")["launcher"]["jobs"] == 1
+    pd.testing.assert_frame_equal(preds, run(tmp_path / "ref" / "apex_annotated", cfg(), index,
+                                             images))

@@ -179,3 +179,14 @@ def test_bare_step_runs_a_tiny_model(one_thread):
     got = throughput.measure_backbone("test_resnet", 32, 2, ["fp32"], 1, allow_any=True)
     assert got["images_per_s"]["fp32"] > 0 and got["eval_images_per_s"]["fp32"] > 0
     assert got["build_s"] > 0
+
+
+def test_units_sharing_a_job_share_its_process_start(fake_project):
+    base = yaml.safe_load((fake_project / "params.yaml").read_text())
+    base["cluster"]["units_per_task"] = 3
+    (fake_project / "params.yaml").write_text(yaml.safe_dump(base))
+    assert plan.main(["big", "--gpus", "1", "--out", "plan.json", "--gpu-images-per-s", "8",
+                      "--gpu-overhead-s", "1"]) == 0
+    gpu = json.loads((fake_project / "plan.json").read_text())["gpu"]
+    assert gpu["units_per_task"] == 3 and gpu["process_start_s"] == 3.0
+    assert gpu["hours"] == pytest.approx((4 * 40 / 8 + 12 * 1 + 12 * 3 / 3) / 3600)
