@@ -6,7 +6,7 @@ STAMP   := $(VENV)/.setup-stamp
 export PATH := $(CURDIR)/$(BIN):$(PATH)
 export PYTHONHASHSEED := 0
 
-.PHONY: setup repro seeds inputs full paper real composite test test-fast lab clean-results
+.PHONY: setup repro seeds inputs full paper real composite test test-fast test-queue lab clean-results
 
 setup: $(STAMP)
 
@@ -46,6 +46,10 @@ test: setup
 # Tests that neither train a network nor execute a notebook (under a minute).
 test-fast: setup
 	$(BIN)/python -m pytest -q -m "not slow"
+
+# A two-point grid through `dvc exp run --queue` + `dvc queue start` on a tiny project (minutes).
+test-queue: setup
+	$(BIN)/python -m pytest -q -m queue tests/test_queue.py
 
 lab: setup
 	$(BIN)/jupyter lab --notebook-dir=$(CURDIR)

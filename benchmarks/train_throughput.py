@@ -6,10 +6,14 @@ Usage (from the project root, after `make setup`; the loop part needs `dvc repro
     .venv/bin/python benchmarks/train_throughput.py                 # every backbone, params.yaml size
     .venv/bin/python benchmarks/train_throughput.py --backbones seresnext50_32x4d --steps 10
     .venv/bin/python benchmarks/train_throughput.py --size 224 --batch 8 --steps 2 --no-bf16 --no-loop
+    # on a GPU machine: a record for the cost planner (python -m mer_core.plan --gpu-record)
+    .venv/bin/python benchmarks/train_throughput.py --device cuda --size 224 --batch 32 --no-loop \
+        --record benchmarks/throughput/<gpu>.json
 
 Measured in one run, one thing after the other:
-1. the bare step (forward + backward + AdamW on one fixed batch) of each backbone in this process
-   with every thread, fp32 and bf16 autocast;
+1. the bare step (`mer_core.throughput.bare_step`: forward + backward + AdamW on one fixed
+   batch) of each backbone in this process with every thread, fp32 and bf16 autocast, with its test pass and model creation
+   (`--record` writes them as a throughput record for `python -m mer_core.plan`);
 2. the real loop of one fold (`fold.fit_fold`: shuffling, batch gathering, augmentation, focal
    loss, schedule) against the bare step, both with the threads ONE fold worker gets
    (`train.threads`), the bare step on a fixed batch of real frames: the data-path ratio,
@@ -23,45 +27,17 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import multiprocessing
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from mer_core import config, fold, frame_cache, handover, io, loso, machine, vocab
+from mer_core import config, fold, frame_cache, handover, io, loso, machine, throughput, vocab
 from mer_core.losses import make_loss
 from mer_core.models import create_model
+from mer_core.throughput import bare_step
 
 ROOT = Path(__file__).resolve().parents[1]
-
-
-def bare_step(backbone: str, size: int, batch: int, precision: str, steps: int, warmup: int = 3,
-              num_classes: int = 5, x: torch.Tensor | None = None) -> float:
-    """Images/s of forward + backward + AdamW step on one fixed batch (no data path),
-    channels_last as in `fold.fit_fold` on a CPU.
-
-    Args:
-        x: the batch (normalised images); None = random normal values. Random input runs about
-            10 % slower than real frames on a CPU, so the loop comparisons pass real frames.
-    """
-    torch.manual_seed(0)
-    model = create_model(backbone, num_classes).train().to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-3, fused=True)  # as fold.fit_fold
-    if x is None:
-        x = torch.randn(batch, 3, size, size)
-    x = x[:batch].contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, num_classes, (len(x),))
-    for i in range(warmup + steps):
-        if i == warmup:
-            t0 = time.perf_counter()
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
-            logits = model(x)
-        loss = torch.nn.functional.cross_entropy(logits.float(), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-    return batch * steps / (time.perf_counter() - t0)
 
 
 def _bare_process(barrier, queue, threads, args, kwargs) -> None:
@@ -143,23 +119,40 @@ def main() -> None:
                     help="epochs of the measured fold (default: params.yaml, as a real fold)")
     ap.add_argument("--no-loop", action="store_true", help="skip the real-loop measurements")
     ap.add_argument("--no-bf16", action="store_true", help="fp32 only (e.g. 224 px on a CPU)")
+    ap.add_argument("--device", default="cpu",
+                    help="cpu, or cuda on a GPU machine (the bare-step table only, no loop)")
+    ap.add_argument("--record", default="",
+                    help="also write the bare-step table as a throughput record for "
+                         "`python -m mer_core.plan --gpu-record`, e.g. "
+                         "benchmarks/throughput/<machine>.json")
     args = ap.parse_args()
+    dev = torch.device(args.device)
     cores = machine.available_cores()
     torch.set_flush_denormal(True)  # as loso.run_experiment on a CPU, for both sides
     torch.set_num_threads(cores)
     bf16 = machine.cpu_has_bf16()
     cpu = machine.cpu_model()
-    print(f"torch {torch.__version__}, {cpu}, {cores} threads, native bf16 (AVX512-BF16/AMX): "
-          f"{bf16}, {args.size} px, batch {args.batch}, channels_last")
-    print(f"{'backbone':22s} {'fp32 img/s':>11s} {'bf16 img/s':>11s} {'bf16/fp32':>10s}")
-    bare_step("resnet50", args.size, args.batch, "fp32", 1, warmup=1)  # first-call set-up, untimed
+    # the second column: bf16 autocast on this device (CPU: bf16, CUDA: amp-bf16)
+    low = machine.select_precision("bf16", dev)
+    print(f"torch {torch.__version__}, {machine.device_name(dev)}, {cores} threads, native bf16 "
+          f"(AVX512-BF16/AMX): {bf16}, {args.size} px, batch {args.batch}, channels_last")
+    print(f"{'backbone':22s} {'fp32 img/s':>11s} {low + ' img/s':>14s} {'ratio':>7s}")
+    bare_step("resnet50", args.size, args.batch, "fp32", 1, warmup=1, device=args.device)  # set-up
+    precisions = ["fp32"] + ([] if args.no_bf16 else [low])
+    measured = {}
     for name in config.split_list(args.backbones):
-        fp32 = bare_step(name, args.size, args.batch, "fp32", args.steps)
         # measured either way; without native bf16 it is emulated and slower (auto picks fp32)
-        fast = float("nan") if args.no_bf16 else bare_step(name, args.size, args.batch, "bf16",
-                                                           args.steps)
-        print(f"{name:22s} {fp32:11.1f} {fast:11.1f} {fast / fp32:10.2f}", flush=True)
-    if args.no_loop:
+        m = throughput.measure_backbone(name, args.size, args.batch, precisions, args.steps,
+                                        device=args.device, warmup=3)
+        measured[name] = m
+        fp32 = m["images_per_s"]["fp32"]
+        fast = m["images_per_s"].get(low, float("nan"))
+        print(f"{name:22s} {fp32:11.1f} {fast:14.1f} {fast / fp32:7.2f}", flush=True)
+    if args.record:
+        rec = throughput.make_record(args.device, args.size, args.batch, args.steps, measured,
+                                     throughput.process_start_seconds())
+        print(f"throughput record: {throughput.write_record(args.record, rec)}")
+    if args.no_loop or dev.type != "cpu":
         return
     name = "seresnext50_32x4d"
     precision = machine.select_precision(params.train.precision, torch.device("cpu"))

@@ -1,7 +1,8 @@
 """Units of the train stage as submitit jobs: a Slurm job array, or one process per unit here.
 
-A unit is one seed x one LOSO fold; it writes its fold files itself (atomically, predictions
-last, as every fold does), so "finished" always means "its files exist with the run's
+A unit is one seed x one LOSO fold; a job trains ``cluster.units_per_task`` of them (default 1)
+one after the other. A unit writes its fold files itself (atomically, predictions last, as
+every fold does), so "finished" always means "its files exist with the run's
 fingerprint", whoever ran it. :func:`run_units` submits the units, shows a progress bar of
 finished ones while it waits, resubmits a unit whose job failed, was killed, timed out or was
 preempted (up to ``cluster.max_tries`` tries in all) and raises :class:`ClusterError` naming the
@@ -149,12 +150,17 @@ def _why(job) -> str:
 def run_units(fn: Callable, args: Sequence, units: Sequence[tuple], ccfg: ClusterConfig,
               folder: str | Path, finished: Callable[[tuple], bool], threads: int,
               name: str, bar: tqdm | None = None, poll_s: float | None = None) -> dict:
-    """Run ``fn(*args, *unit)`` for every unit as a submitit job until each is finished.
+    """Run every unit through ``fn(*args, [unit, ...])`` as submitit jobs until each is finished.
+
+    A job gets up to ``ccfg.units_per_task`` units (trained one after the other); when it
+    ends, each of its units is checked on its own: an unfinished one is resubmitted (in a new
+    group) until it has had ``ccfg.max_tries`` tries.
 
     Args:
-        fn: a picklable module-level function (it runs in another process or on another node).
-        args: its leading arguments, the same for every unit.
-        units: the units' own arguments, e.g. ``(seed, subject)``.
+        fn: a picklable module-level function (it runs in another process or on another node)
+            taking ``*args`` and a list of units.
+        args: its leading arguments, the same for every job.
+        units: the units, e.g. ``(seed, subject)`` tuples.
         ccfg: the cluster section (launcher ``local`` or ``slurm``).
         folder: where submitit writes its logs and pickles.
         finished: whether a unit's results exist (checked when its job ends; a job that ended
@@ -165,7 +171,7 @@ def run_units(fn: Callable, args: Sequence, units: Sequence[tuple], ccfg: Cluste
         poll_s: seconds between checks (default 1 local, 15 on Slurm).
 
     Returns:
-        ``{"tries": {unit: tries}, "jobs": number of jobs submitted, "parallel": units at once
+        ``{"tries": {unit: tries}, "jobs": number of jobs submitted, "parallel": jobs at once
         (local) or the array's limit (Slurm, 0 = Slurm's default)}``.
 
     Raises:
@@ -186,39 +192,41 @@ def run_units(fn: Callable, args: Sequence, units: Sequence[tuple], ccfg: Cluste
     running: dict = {}
     failed: dict = {}
     n_jobs = 0
+    k = ccfg.units_per_task
     try:
         while queue or running:
             if slurm and queue:
-                batch, queue = queue, []
-                jobs = ex.map_array(fn, *([a] * len(batch) for a in args),
-                                    *(list(col) for col in zip(*batch)))
-                for job, unit in zip(jobs, batch):
-                    running[job] = (unit, None)
-                    tries[unit] += 1
+                groups = [queue[i:i + k] for i in range(0, len(queue), k)]
+                queue = []
+                jobs = ex.map_array(fn, *([a] * len(groups) for a in args), groups)
+                for job, group in zip(jobs, groups):
+                    running[job] = (group, None)
                 n_jobs += len(jobs)
             while not slurm and queue and free:
-                slot, unit = free.pop(0), queue.pop(0)
+                slot, group, queue = free.pop(0), queue[:k], queue[k:]
                 if ccfg.gpus_per_task:
                     ex.update_parameters(visible_gpus=slot, gpus_per_node=len(slot))
-                running[ex.submit(fn, *args, *unit)] = (unit, slot)
-                tries[unit] += 1
+                running[ex.submit(fn, *args, group)] = (group, slot)
                 n_jobs += 1
             time.sleep(poll_s)
             for job in [j for j in running if j.done()]:
-                unit, slot = running.pop(job)
+                group, slot = running.pop(job)
                 if slot is not None:
                     free.append(slot)
-                if finished(unit):
-                    if bar is not None:
-                        bar.update(1)
-                    continue
-                why = _why(job)
-                if tries[unit] < ccfg.max_tries:
-                    tqdm.write(f"{name}: unit {unit} did not finish ({why}); resubmitted "
-                               f"(try {tries[unit] + 1} of {ccfg.max_tries})", file=sys.stderr)
-                    queue.append(unit)
-                else:
-                    failed[unit] = why
+                for unit in group:
+                    tries[unit] += 1
+                    if finished(unit):
+                        if bar is not None:
+                            bar.update(1)
+                        continue
+                    why = _why(job)
+                    if tries[unit] < ccfg.max_tries:
+                        tqdm.write(f"{name}: unit {unit} did not finish ({why}); resubmitted "
+                                   f"(try {tries[unit] + 1} of {ccfg.max_tries})",
+                                   file=sys.stderr)
+                        queue.append(unit)
+                    else:
+                        failed[unit] = why
     except BaseException:
         for job in running:  # a stopped head leaves no job behind to write late
             job.cancel(check=False)
@@ -332,21 +340,24 @@ def launch(job: FoldJob, todo: list, ccfg: ClusterConfig, bar=None) -> dict:
         except FingerprintError:
             return False
         return True
-    res = run_units(run_unit, (str(job_file),), todo, ccfg, logs, finished, job.cfg.threads,
-                    job.name, bar)
+    res = run_units(run_unit, (str(job_file),), todo, ccfg, logs, finished,
+                    job.cfg.threads, job.name, bar)
     job_file.unlink(missing_ok=True)  # the images: not a result
     return {"launcher": ccfg.launcher, "parallel": res["parallel"], "jobs": res["jobs"],
             "resubmitted": sum(t - 1 for t in res["tries"].values() if t > 1),
             "gpus_per_task": ccfg.gpus_per_task, "logs": str(logs)}
 
 
-def run_unit(job_file: str, seed: int, subject: str) -> str:
-    """One unit in a submitit job (another process, maybe another node): train and write the
-    fold of (seed, subject) on this task's device (:func:`mer_core.loso.run_fold`), after
-    checking that it is the device the run's fingerprint names.
+def run_unit(job_file: str, units: list) -> list[str]:
+    """The units of one submitit job (another process, maybe another node; one unit unless
+    ``cluster.units_per_task`` > 1): train and write the fold of each
+    (seed, subject) unit on this task's device, one after the other
+    (:func:`mer_core.loso.run_fold`), after checking that it is the device the run's
+    fingerprint names. Each fold's files are complete as soon as it ends, so a job killed
+    midway keeps the folds it finished.
 
     Returns:
-        The fold's file stem.
+        The folds' file stems.
     """
     from mer_core.loso import run_fold  # the driver imports this module
 
@@ -355,13 +366,14 @@ def run_unit(job_file: str, seed: int, subject: str) -> str:
     dev = torch.device(job.device.type)  # cuda: the GPU(s) this task was given
     got, want = device_name(dev), job.params["device_name"]
     if got != want:
-        raise RuntimeError(f"unit {subject} seed {seed} got {got} on {platform.node()}, but the "
-                           f"run's fingerprint was made for {want}: keep the units on one kind "
-                           "of node (cluster.sbatch, e.g. constraint=<feature>)")
+        raise RuntimeError(f"units {units} got {got} on {platform.node()}, but the run's "
+                           f"fingerprint was made for {want}: keep the units on one kind of "
+                           "node (cluster.sbatch, e.g. constraint=<feature>)")
     training_mode(dev, job.cfg.threads)
     job = dataclasses.replace(job, device=dev, xs={k: v.to(dev) for k, v in job.xs.items()})
-    run_fold(job, seed, subject, progress=False)
-    return fold_stem(subject, seed)
+    for seed, subject in units:
+        run_fold(job, seed, subject, progress=False)
+    return [fold_stem(subject, seed) for seed, subject in units]
 
 
 __all__ = ["ClusterError", "run_units", "probe", "executor", "slurm_parameters", "local_slots",

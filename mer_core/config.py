@@ -278,6 +278,7 @@ class ClusterConfig:
     sbatch: str = ""
     setup: str = ""
     max_tries: int = 3
+    units_per_task: int = 1
 
     @property
     def sbatch_flags(self) -> dict[str, str]:
@@ -294,7 +295,7 @@ class ClusterConfig:
             value = getattr(self, key)
             if not isinstance(value, int) or isinstance(value, bool) or value < 0:
                 raise ConfigError(f"{where}: key {key!r} must be an integer >= 0, got {value!r}")
-        for key in ("mem_gb", "timeout_min", "max_tries"):
+        for key in ("mem_gb", "timeout_min", "max_tries", "units_per_task"):
             _positive(where, key, getattr(self, key))
         for word in str(self.sbatch).split():
             key, sep, value = word.lstrip("-").partition("=")

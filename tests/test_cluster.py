@@ -54,43 +54,32 @@ def local(**kw) -> ClusterConfig:
 
 
 @pytest.mark.slow
-def test_local_units_equal_the_in_process_run_and_switching_redoes_nothing(tmp_path, task_path):
-    ref = run(tmp_path / "inprocess" / "apex_annotated")
+def test_local_units_match_in_process_and_a_killed_unit_is_resubmitted(tmp_path, task_path):
+    """Byte-identical to the in-process run with one unit SIGKILLed midway and resubmitted;
+    switching back to in-process retrains nothing."""
+    never = tmp_path / "in-process never kills"
+    never.write_text("")
+    ref_dir = tmp_path / "inprocess" / "apex_annotated"
+    ref = run(ref_dir, model_factory=KillOnce(never))
+    marker = tmp_path / "killed"
     out = tmp_path / "local" / "apex_annotated"
-    preds = run(out, launcher=local())
+    preds = run(out, launcher=local(max_tries=2), model_factory=KillOnce(marker))
+    assert marker.is_file(), "one unit was killed midway"
     pd.testing.assert_frame_equal(preds, ref)
     for name in ("predictions.csv", "epoch_log.csv", "epoch_predictions.csv"):
-        assert (out / name).read_bytes() == \
-            (tmp_path / "inprocess" / "apex_annotated" / name).read_bytes()
+        assert (out / name).read_bytes() == (ref_dir / name).read_bytes()
     meta = io.read_json(out / "run.json")
-    assert meta["launcher"]["launcher"] == "local" and meta["launcher"]["jobs"] == 4
-    assert meta["launcher"]["parallel"] == 2 and meta["launcher"]["resubmitted"] == 0
+    assert meta["launcher"]["launcher"] == "local" and meta["launcher"]["jobs"] == 5
+    assert meta["launcher"]["parallel"] == 2 and meta["launcher"]["resubmitted"] == 1
     assert meta["deterministic_algorithms"] is True
+    assert meta["fingerprint"] == io.read_json(ref_dir / "run.json")["fingerprint"]
     assert list((out / "logs").glob("*_log.out")), "job logs go under results/<exp>/logs/"
     assert not list((out / "logs").glob("job-*.pkl")), "the job's images are not kept"
-    # the launcher is not in the fingerprint: in-process now reuses every unit, and back again
+    # the launcher is not in the fingerprint: in-process now reuses every unit
     stamps = {p: p.stat().st_mtime_ns for p in (out / "folds").glob("*.csv")}
-    again = run(out)
-    pd.testing.assert_frame_equal(again, ref)
+    pd.testing.assert_frame_equal(run(out, model_factory=KillOnce(marker)), ref)
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
     assert io.read_json(out / "run.json")["launcher"]["launcher"] == "local"  # record kept
-    ref_fp = io.read_json(tmp_path / "inprocess" / "apex_annotated" / "run.json")["fingerprint"]
-    assert meta["fingerprint"] == ref_fp
-
-
-@pytest.mark.slow
-def test_a_unit_killed_midway_is_resubmitted_and_the_run_completes(tmp_path, task_path):
-    marker = tmp_path / "killed"
-    c = cfg(max_folds=2)
-    out = tmp_path / "local" / "apex_annotated"
-    preds = run(out, c, launcher=local(max_tries=2), model_factory=KillOnce(marker))
-    assert marker.is_file(), "one unit was killed"
-    assert set(preds["subject"]) == {"sub00", "sub01"}
-    ref = run(tmp_path / "inprocess" / "apex_annotated", c, model_factory=KillOnce(marker))
-    pd.testing.assert_frame_equal(preds, ref)
-    for stem in ("sub00__seed0", "sub01__seed0"):
-        assert (out / "folds" / f"{stem}.csv").read_bytes() == \
-            (tmp_path / "inprocess" / "apex_annotated" / "folds" / f"{stem}.csv").read_bytes()
 
 
 @pytest.mark.slow
@@ -167,7 +156,7 @@ def test_the_cluster_section_is_read_alone(tmp_path):
     path = tmp_path / "p.yaml"
     path.write_text("cluster:\n  launcher: local\n  parallel: 3\n  gpus_per_task: 0\n"
                     "  cpus_per_task: 0\n  mem_gb: 8\n  timeout_min: 30\n  partition: ''\n"
-                    "  sbatch: 'account=x'\n  setup: ''\n  max_tries: 2\n")
+                    "  sbatch: 'account=x'\n  setup: ''\n  max_tries: 2\n  units_per_task: 1\n")
     c = config.load_section(path, "cluster")
     assert (c.launcher, c.parallel, c.mem_gb, c.sbatch_flags) == ("local", 3, 8.0, {"account": "x"})
     with pytest.raises(ConfigError, match="missing section 'train'"):
@@ -187,12 +176,18 @@ def test_training_mode_sets_and_restores():
 
 
 @pytest.mark.slow
-def test_stale_units_are_redone_through_the_launcher(tmp_path, task_path):
-    """dvc repro passes redo_stale: folds of other settings are resubmitted, not taken as done."""
+def test_stale_units_are_redone_and_a_job_can_train_several(tmp_path, task_path):
+    """dvc repro passes redo_stale: folds of other settings are resubmitted, not taken as done;
+    with units_per_task 2 one job trains both folds of a two-subject run."""
+    index, images = fake_data(n_subjects=2)
     out = tmp_path / "apex_annotated"
-    run(out, cfg(max_folds=1, epochs=1), launcher=local())
+    two = local(units_per_task=2)
+    run(out, cfg(epochs=1), index, images, launcher=two)
     old = io.read_json(out / "folds" / "sub00__seed0.json")["fingerprint"]
-    preds = run(out, cfg(max_folds=1), launcher=local(), redo_stale=True)
+    assert io.read_json(out / "run.json")["launcher"]["jobs"] == 1
+    preds = run(out, cfg(), index, images, launcher=two, redo_stale=True)
     new = io.read_json(out / "folds" / "sub00__seed0.json")
     assert new["fingerprint"] != old and new["params"]["train"]["epochs"] == 2
-    pd.testing.assert_frame_equal(preds, run(tmp_path / "ref" / "apex_annotated", cfg(max_folds=1)))
+    assert io.read_json(out / "run.json")["launcher"]["jobs"] == 1
+    pd.testing.assert_frame_equal(preds, run(tmp_path / "ref" / "apex_annotated", cfg(), index,
+                                             images))

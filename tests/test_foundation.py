@@ -203,7 +203,7 @@ def test_no_notebook_imports_a_later_stage():
     """Data flows one way: a stage's notebook (and what it imports) never uses the module of a
     later stage; every module of the package is either a stage's or shared."""
     shared = {"vocab", "config", "handover", "frame_cache", "metrics", "io", "charts", "deps",
-              "profiles"}
+              "profiles", "plan", "throughput"}  # the last three: tools, no stage imports them
     owned = set().union(*STAGE_MODULES.values())
     package = {p.stem for p in (ROOT / "mer_core").glob("*.py") if p.stem != "__init__"}
     assert package == owned | shared, f"unplaced modules: {sorted(package - owned - shared)}"

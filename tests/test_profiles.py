@@ -152,32 +152,6 @@ def test_finished_profile_tables_are_saved_with_their_wall_time(tmp_path):
         profiles.save_reports("seeds", [], 1.0, reports)
 
 
-def test_profile_cost_counts_every_training_image_of_the_nested_selection():
-    import importlib.util
-    import sys
-
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    spec = importlib.util.spec_from_file_location("profile_cost",
-                                                  ROOT / "benchmarks" / "profile_cost.py")
-    cost = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(cost)
-    base = yaml.safe_load((ROOT / "params.yaml").read_text())
-    base["train"].update(batch_size=4, epochs=2)
-    subjects = ["a"] * 5 + ["b"] * 3 + ["c"] * 4          # 12 clips, 3 subjects
-    plain = cost.count(config.from_dict(base, "p"), subjects)
-    n_rows = len(base["experiments"])
-    # fold a: 7 training clips -> 1 full batch of 4 per epoch; b: 9 -> 8; c: 8 -> 8
-    assert plain == {"seresnext50_32x4d": {"images": n_rows * 2 * (4 + 8 + 8),
-                                           "trainings": n_rows * 3}}
-    base["train"].update(select="lr,epochs", lr_grid="0.001,0.01", inner_folds=2)
-    nested = cost.count(config.from_dict(base, "p"), subjects)["seresnext50_32x4d"]
-    # inner folds of the 2 training subjects: train on one subject, 2 lrs each
-    # (fold a: 3 + 4 images per epoch, b: 4 + 4, c: 4 + 3; a set under one batch is its size)
-    extra = 2 * 2 * ((3 + 4) + (4 + 4) + (4 + 3))         # lrs x epochs x per-epoch images
-    assert nested["images"] == n_rows * 2 * (4 + 8 + 8) + n_rows * extra
-    assert nested["trainings"] == n_rows * (3 + 3 * 2 * 2)
-
-
 def test_composite_profile_replaces_the_rows_and_reads_every_stand_in():
     base = yaml.safe_load((ROOT / "params.yaml").read_text())
     overrides = profiles.load_profile("composite", ROOT / "profiles")
