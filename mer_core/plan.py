@@ -403,9 +403,11 @@ def format_plan(rec: dict) -> str:
                      f"{_overhead_text(r['overhead'])}")
     src = g.get("source", "")
     if c.get("load_average_1min") is not None:
+        busy = c["load_average_1min"] > c["cores"] - 0.5  # a job beside the measurement
         lines.append(f"  (load average {c['load_average_1min']:.1f} on {c['cores']} cores when "
-                     "the CPU measurement began: above the core count, other jobs shared the "
-                     "CPU and the rates are lower bounds)")
+                     "the CPU measurement began"
+                     + (": other jobs shared the CPU and the rates are lower bounds)" if busy
+                        else ")"))
     per_task = g.get("units_per_task", 1)
     lines.append(f"GPU ({src}): {g['device_name']}, {g['precision']}; process start "
                  f"{g['process_start_s']:.1f} s per job ({g['process_start_source']})"
