@@ -33,6 +33,7 @@ import platform
 import re
 import sys
 import time
+import uuid
 from pathlib import Path
 from typing import Callable, Sequence
 
@@ -134,6 +135,8 @@ def executor(ccfg: ClusterConfig, folder: Path, threads: int, name: str):
 
 def _why(job) -> str:
     """One line on why a job ended without its unit's files, and where its log is."""
+    if not job.paths.result_pickle.exists():  # killed: no outcome (exception() would wait 15 s)
+        return f"{job.state}: ended without a result (killed?) (log {job.paths.stderr})"
     try:
         err = job.exception()
     except Exception as e:  # the job vanished: no state, no result
@@ -145,6 +148,44 @@ def _why(job) -> str:
         lines = [ln for ln in (parts[1] if len(parts) > 2 else str(err)).splitlines() if ln.strip()]
         text = (lines or [type(err).__name__])[-1].strip()[:300]
     return f"{job.state}: {text} (log {job.paths.stderr})"
+
+
+#: Slurm states in which submitit's ``Job.done()`` is True but the job will go on (its units
+#: must not be resubmitted beside it).
+_NOT_OVER = ("SUSPENDED", "RESIZING", "REQUEUED")
+
+
+def _over(job) -> bool:
+    """Whether a job has ended (a suspended Slurm job has not)."""
+    if not job.done():
+        return False
+    if job.paths.result_pickle.exists():
+        return True
+    state = str(job.state or "").split()
+    return not state or state[0] not in _NOT_OVER
+
+
+def _settled(unit, finished: Callable[[tuple], bool], wait_s: float) -> bool:
+    """``finished(unit)``, asked again for up to ``wait_s`` seconds: files a node has just
+    written can take a moment to show on a shared (NFS) file system."""
+    deadline = time.monotonic() + wait_s
+    while not finished(unit):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(1.0)
+    return True
+
+
+def _cancel(jobs, slurm: bool) -> None:
+    """Cancel jobs: one ``scancel`` for all Slurm arrays, SIGINT to each local job."""
+    if slurm:
+        ids = sorted({str(j.job_id).split("_")[0] for j in jobs})
+        if ids:
+            import subprocess
+            subprocess.run(["scancel", *ids], check=False, capture_output=True)
+        return
+    for job in jobs:
+        job.cancel(check=False)
 
 
 def run_units(fn: Callable, args: Sequence, units: Sequence[tuple], ccfg: ClusterConfig,
@@ -198,6 +239,8 @@ def run_units(fn: Callable, args: Sequence, units: Sequence[tuple], ccfg: Cluste
             if slurm and queue:
                 groups = [queue[i:i + k] for i in range(0, len(queue), k)]
                 queue = []
+                # parallel 0: the whole array at once (submitit's own default is 256)
+                ex.update_parameters(array_parallelism=ccfg.parallel or len(groups))
                 jobs = ex.map_array(fn, *([a] * len(groups) for a in args), groups)
                 for job, group in zip(jobs, groups):
                     running[job] = (group, None)
@@ -209,17 +252,19 @@ def run_units(fn: Callable, args: Sequence, units: Sequence[tuple], ccfg: Cluste
                 running[ex.submit(fn, *args, group)] = (group, slot)
                 n_jobs += 1
             time.sleep(poll_s)
-            for job in [j for j in running if j.done()]:
+            for job in [j for j in running if _over(j)]:
                 group, slot = running.pop(job)
                 if slot is not None:
                     free.append(slot)
+                why = None
+                ok = job.paths.result_pickle.exists() and not _failed(job)
                 for unit in group:
                     tries[unit] += 1
-                    if finished(unit):
+                    if _settled(unit, finished, 30.0 if ok and slurm else 0.0):
                         if bar is not None:
                             bar.update(1)
                         continue
-                    why = _why(job)
+                    why = why or _why(job)
                     if tries[unit] < ccfg.max_tries:
                         tqdm.write(f"{name}: unit {unit} did not finish ({why}); resubmitted "
                                    f"(try {tries[unit] + 1} of {ccfg.max_tries})",
@@ -228,8 +273,7 @@ def run_units(fn: Callable, args: Sequence, units: Sequence[tuple], ccfg: Cluste
                     else:
                         failed[unit] = why
     except BaseException:
-        for job in running:  # a stopped head leaves no job behind to write late
-            job.cancel(check=False)
+        _cancel(list(running), slurm)  # a stopped head leaves no job behind to write late
         raise
     if failed:
         lines = "\n".join(f"  {u}: {w}" for u, w in failed.items())
@@ -237,6 +281,14 @@ def run_units(fn: Callable, args: Sequence, units: Sequence[tuple], ccfg: Cluste
                            f"{ccfg.max_tries} tries (cluster.max_tries):\n{lines}\nFinished units "
                            f"are kept; rerun to resubmit the rest.")
     return {"tries": tries, "jobs": n_jobs, "parallel": parallel}
+
+
+def _failed(job) -> bool:
+    """Whether a job's result pickle holds an error (read without waiting)."""
+    try:
+        return job.exception() is not None
+    except Exception:
+        return True
 
 
 def probe(fn: Callable, args: Sequence, ccfg: ClusterConfig, folder: str | Path, threads: int,
@@ -248,9 +300,15 @@ def probe(fn: Callable, args: Sequence, ccfg: ClusterConfig, folder: str | Path,
         ClusterError: the probe job failed (its state, error and log are named).
     """
     ex = executor(ccfg, Path(folder), threads, f"{name}-probe")
+    if ccfg.launcher == "slurm":  # a short job: it should not wait in the queue like a unit
+        ex.update_parameters(time=min(int(ccfg.timeout_min), 10))
     job = ex.submit(fn, *args)
-    while not job.done():
-        time.sleep(poll_s)
+    try:
+        while not _over(job):
+            time.sleep(poll_s)
+    except BaseException:
+        _cancel([job], ccfg.launcher == "slurm")
+        raise
     try:
         return job.result()
     except Exception:
@@ -296,8 +354,12 @@ def unit_device(name: str, ccfg: ClusterConfig, cfg: TrainConfig, device: str, o
         return dev, select_precision(cfg.precision, dev), None
     records = [out / "folds" / f"{fold_stem(s, k)}.json" for k, s in plan]
     if not fresh and records and all(r.is_file() for r in records):
+        # every fold exists: no probe just to learn that nothing is left, if the records were
+        # made for this device kind and precision setting (stale ones are probed for anew)
         p = io.read_json(records[0]).get("params", {})
-        if {"device", "device_name", "precision"} <= set(p):
+        if {"device", "device_name", "precision"} <= set(p) \
+                and p["device"] == ("cuda" if ccfg.gpus_per_task else "cpu") \
+                and p.get("train", {}).get("precision") == cfg.precision:
             return torch.device(p["device"]), p["precision"], p["device_name"]
     node = probe(probe_node, (cfg.precision, ccfg.gpus_per_task), ccfg, out / "logs",
                  cfg.threads, name)
@@ -317,32 +379,50 @@ def probe_node(precision: str, gpus: int) -> dict:
 def launch(job: FoldJob, todo: list, ccfg: ClusterConfig, bar=None) -> dict:
     """Train the ``todo`` (seed, subject) units of a LOSO run as submitit jobs.
 
-    The job (images on the CPU) is written once to ``results/<exp>/logs/job-<fingerprint>.pkl``
-    (atomically; removed when every unit is finished) and every unit reads it
-    (:func:`run_unit`). A unit is finished when its predictions exist with the run's fold
-    fingerprint.
+    Every launch has its own log folder, ``results/<exp>/logs/<time>-<id>/`` (so that shards
+    or a rerun launched while an old array still runs never share files): the job (images on
+    the CPU) is written there once, atomically, as ``job.pkl`` (removed when the launch ends),
+    and every unit reads it (:func:`run_unit`); submitit writes its logs and pickles beside it.
+    The predictions of every ``todo`` unit are removed first: a finished fold of other
+    settings (``fresh``, ``redo_stale``) must not pass for this run's when its new job dies.
+    A unit is finished when its predictions exist with the run's fold fingerprint.
 
     Returns:
         What ``run.json`` records of the launch: launcher, parallel, jobs, resubmitted,
         gpus_per_task, logs.
     """
-    logs = job.out / "logs"
-    job_file = logs / f"job-{job.fingerprint}.pkl"
+    factory = job.model_factory
+    if getattr(factory, "__module__", None) == "__main__" or \
+            getattr(type(factory), "__module__", None) == "__main__":
+        raise ClusterError(f"{job.name}: the model factory {factory!r} is defined in __main__ "
+                           "(a notebook or script): a job in another process cannot import it; "
+                           "define it in a module, or use cluster.launcher inprocess")
+    folds = job.out / "folds"
+    for seed, subject in todo:
+        (folds / f"{fold_stem(subject, seed)}.csv").unlink(missing_ok=True)
+    logs = job.out / "logs" / f"{time.strftime('%Y%m%d-%H%M%S')}-{uuid.uuid4().hex[:8]}"
+    job_file = logs / "job.pkl"
     with io.atomic_path(job_file) as tmp, open(tmp, "wb") as f:
         pickle.dump(job, f, protocol=pickle.HIGHEST_PROTOCOL)
 
     def finished(unit) -> bool:
         stem = fold_stem(unit[1], unit[0])
-        if not (job.out / "folds" / f"{stem}.csv").is_file():
+        try:  # refresh the folder's attribute cache (NFS), as submitit does for its results
+            folds.chmod(folds.stat().st_mode)
+        except OSError:
+            pass
+        if not (folds / f"{stem}.csv").is_file():
             return False
         try:  # a fold of other settings (redo_stale) is not this run's
             check_fold(job.out, stem, job.fingerprint, job.params)
         except FingerprintError:
             return False
         return True
-    res = run_units(run_unit, (str(job_file),), todo, ccfg, logs, finished,
-                    job.cfg.threads, job.name, bar)
-    job_file.unlink(missing_ok=True)  # the images: not a result
+    try:
+        res = run_units(run_unit, (str(job_file),), todo, ccfg, logs, finished,
+                        job.cfg.threads, job.name, bar)
+    finally:
+        job_file.unlink(missing_ok=True)  # the images: not a result
     return {"launcher": ccfg.launcher, "parallel": res["parallel"], "jobs": res["jobs"],
             "resubmitted": sum(t - 1 for t in res["tries"].values() if t > 1),
             "gpus_per_task": ccfg.gpus_per_task, "logs": str(logs)}
@@ -368,11 +448,17 @@ def run_unit(job_file: str, units: list) -> list[str]:
     if got != want:
         raise RuntimeError(f"units {units} got {got} on {platform.node()}, but the run's "
                            f"fingerprint was made for {want}: keep the units on one kind of "
-                           "node (cluster.sbatch, e.g. constraint=<feature>)")
+                           "device (Slurm: cluster.sbatch, e.g. constraint=<feature>)")
     training_mode(dev, job.cfg.threads)
     job = dataclasses.replace(job, device=dev, xs={k: v.to(dev) for k, v in job.xs.items()})
-    for seed, subject in units:
-        run_fold(job, seed, subject, progress=False)
+    errors = []
+    for seed, subject in units:  # one failing fold does not starve the others of its job
+        try:
+            run_fold(job, seed, subject, progress=False)
+        except Exception as e:
+            errors.append(f"{subject} seed {seed}: {type(e).__name__}: {e}")
+    if errors:
+        raise RuntimeError(f"{len(errors)} of {len(units)} unit(s) failed: " + "; ".join(errors))
     return [fold_stem(subject, seed) for seed, subject in units]
 
 

@@ -73,8 +73,8 @@ def test_local_units_match_in_process_and_a_killed_unit_is_resubmitted(tmp_path,
     assert meta["launcher"]["parallel"] == 2 and meta["launcher"]["resubmitted"] == 1
     assert meta["deterministic_algorithms"] is True
     assert meta["fingerprint"] == io.read_json(ref_dir / "run.json")["fingerprint"]
-    assert list((out / "logs").glob("*_log.out")), "job logs go under results/<exp>/logs/"
-    assert not list((out / "logs").glob("job-*.pkl")), "the job's images are not kept"
+    assert list((out / "logs").glob("*/*_log.out")), "logs go under results/<exp>/logs/<launch>/"
+    assert not list((out / "logs").rglob("job.pkl")), "the job's images are not kept"
     # the launcher is not in the fingerprint: in-process now reuses every unit
     stamps = {p: p.stat().st_mtime_ns for p in (out / "folds").glob("*.csv")}
     pd.testing.assert_frame_equal(run(out, model_factory=KillOnce(marker)), ref)
@@ -191,3 +191,93 @@ def test_stale_units_are_redone_and_a_job_can_train_several(tmp_path, task_path)
     assert io.read_json(out / "run.json")["launcher"]["jobs"] == 1
     pd.testing.assert_frame_equal(preds, run(tmp_path / "ref" / "apex_annotated", cfg(), index,
                                              images))
+
+
+@pytest.mark.slow
+def test_fresh_retrains_through_the_launcher(tmp_path, task_path):
+    out = tmp_path / "apex_annotated"
+    run(out, cfg(max_folds=1), launcher=local())
+    before = io.read_json(out / "folds" / "sub00__seed0.json")["wall_s"]
+    (out / "folds" / "sub00__seed0.json").write_text(
+        (out / "folds" / "sub00__seed0.json").read_text().replace(str(before), "-1.0"))
+    run(out, cfg(max_folds=1), launcher=local(), fresh=True)
+    assert io.read_json(out / "folds" / "sub00__seed0.json")["wall_s"] > 0  # trained again
+
+
+def test_a_model_factory_in_main_is_refused(tmp_path):
+    factory = type("Factory", (), {"__module__": "__main__", "__call__": tiny})()
+    with pytest.raises(cluster.ClusterError, match="defined in __main__"):
+        run(tmp_path / "x", cfg(max_folds=1), launcher=local(), model_factory=factory)
+
+
+def test_the_slurm_device_comes_from_records_only_when_they_fit(tmp_path, monkeypatch):
+    asked = []
+    monkeypatch.setattr(cluster, "probe", lambda *a, **k: asked.append(1) or
+                        {"device": "cuda", "device_name": "GPU-X", "precision": "amp-bf16"})
+    folds = tmp_path / "folds"
+    folds.mkdir()
+    plan = [(0, "s1"), (0, "s2")]
+    gpu = ClusterConfig(launcher="slurm", gpus_per_task=1)
+    for _, s in plan:
+        io.write_json(folds / f"{s}__seed0.json", {"params": {
+            "device": "cuda", "device_name": "GPU-X", "precision": "amp-bf16",
+            "train": {"precision": "auto"}}})
+    got = cluster.unit_device("e", gpu, cfg(precision="auto"), "auto", tmp_path, plan)
+    assert (str(got[0]), got[1], got[2]) == ("cuda", "amp-bf16", "GPU-X") and not asked
+    cluster.unit_device("e", gpu, cfg(precision="fp32"), "auto", tmp_path, plan)  # changed
+    cluster.unit_device("e", ClusterConfig(launcher="slurm"), cfg(precision="auto"), "auto",
+                        tmp_path, plan)                                              # CPU now
+    cluster.unit_device("e", gpu, cfg(precision="auto"), "auto", tmp_path, plan, fresh=True)
+    assert len(asked) == 3
+
+
+class _FakeJob:
+    """A Slurm array element whose states are scripted: done() is True from the first poll,
+    but it is SUSPENDED at first (it will resume), then it ends with a result."""
+
+    def __init__(self, folder, i, units, done_units):
+        self.job_id, self.units, self.done_units = f"7_{i}", units, done_units
+        self.paths = type("P", (), {"result_pickle": folder / f"{i}_result.pkl",
+                                    "stderr": folder / f"{i}.err"})()
+        self.polls = 0
+
+    def done(self, force_check=False):
+        self.polls += 1
+        if self.polls >= 2:
+            self.paths.result_pickle.write_text("ok")
+            self.done_units.update(self.units)
+        return True
+
+    @property
+    def state(self):
+        return "COMPLETED" if self.paths.result_pickle.exists() else "SUSPENDED"
+
+    def exception(self):
+        return None
+
+
+class _FakeSlurm:
+    def __init__(self, folder, done_units):
+        self.folder, self.done_units, self.params, self.arrays = folder, done_units, {}, []
+
+    def update_parameters(self, **kw):
+        self.params.update(kw)
+
+    def map_array(self, fn, files, groups):
+        self.arrays.append(list(groups))
+        return [_FakeJob(self.folder, i, g, self.done_units) for i, g in enumerate(groups)]
+
+
+def test_slurm_bookkeeping_waits_out_a_suspended_job_and_sizes_the_array(tmp_path, monkeypatch):
+    done_units: set = set()
+    fake = _FakeSlurm(tmp_path, done_units)
+    monkeypatch.setattr(cluster, "executor", lambda *a, **k: fake)
+    units = [(0, f"s{i}") for i in range(5)]
+    res = cluster.run_units(None, ("job.pkl",), units,
+                            ClusterConfig(launcher="slurm", units_per_task=2), tmp_path,
+                            lambda u: u in done_units, 1, "e", poll_s=0)
+    # one array of 3 tasks (2 + 2 + 1 units), all at once, and nothing resubmitted while
+    # the tasks were suspended
+    assert fake.arrays == [[units[0:2], units[2:4], units[4:5]]]
+    assert fake.params["array_parallelism"] == 3
+    assert res["jobs"] == 3 and set(res["tries"].values()) == {1}
